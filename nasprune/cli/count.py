@@ -1,0 +1,49 @@
+"""``nasprune count``: MACs (the papers' FLOPs), params and a per-layer table for one network."""
+
+from __future__ import annotations
+
+import argparse
+
+from nasprune.cli.common import add_model_args, print_json, resolve_model_spec
+
+HELP = "count MACs (conv + linear multiply-adds), params and per-layer cost of a zoo model or spec file"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("count", help=HELP, description=HELP)
+    add_model_args(p)
+    p.add_argument("--latency", action="store_true", help="also measure CPU latency (batch 1, median)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nasprune.cost import count, measure_latency
+
+    spec = resolve_model_spec(args.model, width=args.width, resolution=args.resolution, classes=args.classes,
+                              in_channels=args.in_channels)
+    cost = count(spec)
+    result = {
+        "name": spec.name, "hash": spec.hash, "resolution": spec.resolution, "in_channels": spec.in_channels,
+        "num_classes": spec.num_classes, "macs": cost.macs, "mflops": cost.mflops, "params": cost.params,
+        "all_ops": cost.all_ops,
+        "layers": [{"name": r.name, "kind": r.kind, "macs": r.macs, "params": r.params,
+                    "out_channels": r.out_channels, "out_size": r.out_size} for r in cost.layers],
+    }
+    if cost.unsupported_ops:
+        result["unsupported_ops"] = cost.unsupported_ops
+    if args.latency:
+        lat = measure_latency(spec)
+        result.update(latency_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_threads=lat.threads)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"{spec.name}  ({spec.resolution}x{spec.resolution}x{spec.in_channels}, {spec.num_classes} classes)")
+    print(f"{'layer':<12}{'kind':<6}{'out':>6}{'size':>6}{'MACs':>14}{'params':>12}")
+    for r in cost.layers:
+        print(f"{r.name:<12}{r.kind:<6}{r.out_channels:>6}{r.out_size:>6}{r.macs:>14,}{r.params:>12,}")
+    print(f"total: {cost.macs:,} MACs ({cost.mflops:.2f} MFLOPs), {cost.params:,} params; "
+          f"all ops {cost.all_ops / 1e6:.2f} M")
+    if args.latency:
+        print(f"latency: {result['latency_ms']:.2f} ms median (batch 1, {result['latency_threads']} threads)")
+    return 0
