@@ -1,0 +1,304 @@
+"""Optuna storage from a URL, with heartbeats, crash recovery and one-line errors.
+
+Accepted URLs (``--storage``):
+
+=====================================================  ===========================================================
+``sqlite:///studies/NAME.db``                          one file, one machine, any number of worker processes
+                                                       (WAL journal + a long busy timeout: no "database is locked")
+``postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB``    a server shared by workers on many machines; ``postgresql://``
+                                                       and ``postgresql+psycopg2://`` mean the same (psycopg 3)
+``mysql+pymysql://USER:PASSWORD@HOST:PORT/DB``         a MySQL server (needs ``pip install pymysql``)
+``journal:PATH``                                       Optuna's journal file, no server and no SQL (no heartbeats:
+                                                       a trial whose worker was killed stays RUNNING)
+=====================================================  ===========================================================
+
+Relational storages get Optuna's heartbeats: each running trial's worker writes a heartbeat every
+``heartbeat_interval`` seconds; a trial without one for ``grace_period`` seconds is marked FAIL by the next worker
+that starts a trial, and :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` enqueues a WAITING copy of it
+(same parameters) so the study still reaches its requested number of trials. The environment variables
+``NASPRUNE_HEARTBEAT_INTERVAL`` and ``NASPRUNE_GRACE_PERIOD`` (seconds) override the defaults, e.g. in tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nasprune.errors import NaspruneError
+from nasprune.fsutil import file_lock
+
+if TYPE_CHECKING:
+    import optuna
+    from sqlalchemy.engine import URL
+
+__all__ = [
+    "DEFAULT_GRACE_PERIOD",
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "SQLITE_TIMEOUT_S",
+    "default_storage_url",
+    "list_studies",
+    "load_study",
+    "normalize_url",
+    "open_storage",
+    "redact_url",
+]
+
+DEFAULT_HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
+DEFAULT_GRACE_PERIOD = 60  # seconds without a heartbeat before a RUNNING trial counts as dead
+DEFAULT_MAX_RETRY = 3  # how often one trial is re-enqueued after its worker died
+SQLITE_TIMEOUT_S = 120.0  # how long a SQLite writer waits for the lock before giving up
+PG_CONNECT_TIMEOUT_S = 10  # an unreachable host fails after this long instead of hanging
+
+ACCEPTED = ("sqlite:///PATH, postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB (or postgresql://, "
+            "postgresql+psycopg2://), mysql+pymysql://USER:PASSWORD@HOST:PORT/DB, or journal:PATH")
+
+_PG_DRIVERS = {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}
+
+
+def default_storage_url(study_name: str, directory: str | Path = "studies") -> str:
+    """The SQLite file ``<directory>/<study_name>.db`` as a storage URL."""
+    return f"sqlite:///{Path(directory) / f'{study_name}.db'}"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (safe to print)."""
+    return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
+def normalize_url(url: str) -> str:
+    """Map the PostgreSQL spellings to psycopg 3 (the installed driver); other URLs pass unchanged."""
+    head, sep, rest = url.partition("://")
+    if sep and head in _PG_DRIVERS:
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval: int | None = None,
+                 grace_period: int | None = None, max_retry: int | None = DEFAULT_MAX_RETRY,
+                 create: bool = True) -> optuna.storages.BaseStorage:
+    """Turn a storage URL into an Optuna storage, connecting once to check it works.
+
+    Args:
+        url: one of the forms in this module's docstring; ``None`` means an in-memory storage.
+        heartbeat: record heartbeats so trials of dead workers are failed and retried (relational storages).
+        heartbeat_interval: seconds between heartbeats (default ``NASPRUNE_HEARTBEAT_INTERVAL`` or 10).
+        grace_period: seconds without a heartbeat before a trial is stale (``NASPRUNE_GRACE_PERIOD`` or 60).
+        max_retry: how often a stale trial is re-enqueued (``None``: without limit).
+        create: create a missing SQLite or journal file; when False a missing file is an error (for readers).
+
+    Raises:
+        NaspruneError: a malformed URL, an unreachable server, bad credentials or an unusable file; the
+            one-line message names the URL (password hidden), the host or file, and the accepted forms.
+    """
+    import optuna
+
+    if url is None:
+        return optuna.storages.InMemoryStorage()
+    if url.startswith("journal:"):
+        return _open_journal(url, create=create)
+    parsed = _parse(url)
+    opener = _OPENERS.get(parsed.get_backend_name())
+    if opener is None:
+        raise NaspruneError(f"unsupported storage URL {redact_url(url)!r}: expected {ACCEPTED}")
+    kwargs = _heartbeat_kwargs(heartbeat, heartbeat_interval, grace_period, max_retry)
+    return opener(parsed, kwargs, create=create)
+
+
+def list_studies(url: str) -> list[str]:
+    """Names of the studies in the storage at ``url`` (sorted); the storage must exist."""
+    import optuna
+
+    storage = open_storage(url, heartbeat=False, create=False)
+    return sorted(optuna.get_all_study_names(storage))
+
+
+def load_study(name: str, url: str | None = None) -> optuna.Study:
+    """Load study ``name``; ``url`` defaults to :func:`default_storage_url` of the name.
+
+    Raises:
+        NaspruneError: the storage is missing or unusable, or has no study ``name`` (the message lists the
+            studies it does hold).
+    """
+    import optuna
+
+    url = url or default_storage_url(name)
+    storage = open_storage(url, heartbeat=False, create=False)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = sorted(optuna.get_all_study_names(storage))
+        held = ", ".join(names) if names else "none"
+        raise NaspruneError(f"no study {name!r} in storage {redact_url(url)!r}; studies there: {held}") from None
+
+
+# -- parsing and heartbeats ------------------------------------------------------------------------------------
+
+
+def _parse(url: str) -> URL:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(normalize_url(url))
+    except (ArgumentError, ValueError):
+        hint = " (a SQLite file is sqlite:///PATH)" if "://" not in url else ""
+        raise NaspruneError(f"malformed storage URL {redact_url(url)!r}{hint}: expected {ACCEPTED}") from None
+    return parsed
+
+
+def _env_seconds(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise NaspruneError(f"{name}={text!r} is invalid: expected a whole number of seconds >= 1")
+    return value
+
+
+def _heartbeat_kwargs(enabled: bool, interval: int | None, grace: int | None, max_retry: int | None) -> dict:
+    if not enabled:
+        return {}
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    interval = interval or _env_seconds("NASPRUNE_HEARTBEAT_INTERVAL", DEFAULT_HEARTBEAT_INTERVAL)
+    grace = grace or _env_seconds("NASPRUNE_GRACE_PERIOD", max(DEFAULT_GRACE_PERIOD, 2 * interval))
+    if grace <= interval:
+        raise NaspruneError(f"grace period {grace}s must exceed the heartbeat interval {interval}s")
+    with _quiet_experimental():
+        retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+    return {"heartbeat_interval": int(interval), "grace_period": int(grace),
+            "heartbeat_stale_trial_callback": retry}
+
+
+@contextlib.contextmanager
+def _quiet_experimental() -> Iterator[None]:
+    """Heartbeats are marked experimental in Optuna 5; we rely on them on purpose."""
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        yield
+
+
+# -- one opener per backend ------------------------------------------------------------------------------------
+
+
+def _rdb(url: URL, heartbeat: dict, engine_kwargs: dict, describe: Callable[[Exception], str]):
+    import optuna
+    import sqlalchemy.exc
+
+    text = url.render_as_string(hide_password=False)
+    last: Exception | None = None
+    for _ in range(3):  # two workers creating the tables at the same moment: the loser retries
+        try:
+            with _quiet_experimental():
+                return optuna.storages.RDBStorage(text, engine_kwargs=engine_kwargs, **heartbeat)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+            raise NaspruneError(describe(exc)) from None
+        except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
+            last = exc
+        except ImportError:
+            raise NaspruneError(f"storage {url.render_as_string()!r} needs its database driver "
+                                f"'{url.get_driver_name()}': pip install it") from None
+    raise NaspruneError(describe(last))
+
+
+def _driver_reason(exc: BaseException) -> str:
+    """The driver's own reason, one line, without any password."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = lines[0] if lines else type(exc).__name__
+    line = line.split(" failed: ")[-1].replace("FATAL:", "").strip()
+    return redact_url(re.sub(r"\s+", " ", line))
+
+
+def _open_postgres(url: URL, heartbeat: dict, *, create: bool):
+    del create  # a server storage always exists once the server does
+    where = f"{url.host or 'localhost'}:{url.port or 5432}"
+    shown = url.render_as_string(hide_password=True)
+
+    def describe(exc: Exception) -> str:
+        reason = _driver_reason(exc)
+        hint = ""
+        if "password" in reason or "authentication" in reason:
+            hint = f" (check user {url.username!r} and its password)"
+        elif "resolve" in reason:
+            hint = " (check the host name)"
+        elif "refused" in reason or "timeout" in reason.lower():
+            hint = " (is the server running and listening there?)"
+        return f"cannot open PostgreSQL storage {shown!r} at {where}, database {url.database!r}: {reason}{hint}"
+
+    engine_kwargs = {"pool_pre_ping": True, "pool_recycle": 1800,
+                     "connect_args": {"connect_timeout": PG_CONNECT_TIMEOUT_S, "application_name": "nasprune"}}
+    return _rdb(url, heartbeat, engine_kwargs, describe)
+
+
+def _open_mysql(url: URL, heartbeat: dict, *, create: bool):
+    del create
+    where = f"{url.host or 'localhost'}:{url.port or 3306}"
+    shown = url.render_as_string(hide_password=True)
+
+    def describe(exc: Exception) -> str:
+        return f"cannot open MySQL storage {shown!r} at {where}, database {url.database!r}: {_driver_reason(exc)}"
+
+    return _rdb(url, heartbeat, {"pool_pre_ping": True, "pool_recycle": 1800}, describe)
+
+
+def _open_sqlite(url: URL, heartbeat: dict, *, create: bool):
+    database = url.database
+    if not database or database == ":memory:":
+        return _rdb(url, heartbeat, {}, lambda exc: f"cannot open in-memory SQLite: {_driver_reason(exc)}")
+    path = Path(database)
+    if not create and not path.is_file():
+        raise NaspruneError(f"no storage file {str(path)!r} (from {url.render_as_string()!r}): it does not exist")
+    if path.is_dir():
+        raise NaspruneError(f"storage {url.render_as_string()!r} names a directory, expected a SQLite file")
+
+    def describe(exc: Exception) -> str:
+        return f"cannot open SQLite storage {str(path)!r}: {_driver_reason(exc)}"
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NaspruneError(f"cannot create the directory of storage file {str(path)!r}: {exc.strerror}") from None
+    with file_lock(path):  # workers starting together: one creates the tables, the others wait
+        _enable_wal(path, describe)
+        return _rdb(url, heartbeat, {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}, describe)
+
+
+def _enable_wal(path: Path, describe: Callable[[Exception], str]) -> None:
+    """Write-ahead logging (persistent in the file): readers never block the writer and vice versa."""
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:
+        raise NaspruneError(describe(exc)) from None
+
+
+def _open_journal(url: str, *, create: bool):
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = Path(url.removeprefix("journal:"))
+    if not str(path) or str(path) == ".":
+        raise NaspruneError(f"malformed storage URL {url!r}: expected journal:PATH")
+    if not create and not path.is_file():
+        raise NaspruneError(f"no journal file {str(path)!r} (from {url!r}): it does not exist")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    except OSError as exc:
+        raise NaspruneError(f"cannot open journal file {str(path)!r}: {exc.strerror}") from None
+
+
+_OPENERS: dict[str, Callable] = {"sqlite": _open_sqlite, "postgresql": _open_postgres, "mysql": _open_mysql}
