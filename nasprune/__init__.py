@@ -1,14 +1,40 @@
-"""nasprune: joint architecture search and structured pruning for tiny MobileNet-family networks."""
+"""nasprune: joint neural architecture search and structured pruning for tiny MobileNet-family networks.
 
-from nasprune.builder import NasNet, build
-from nasprune.cost import Cost, count, measure_latency
-from nasprune.spec import ArchSpec, DWSBlockSpec, HeadSpec, IRBlockSpec, SpecError, StemSpec, make_divisible
-from nasprune.zoo import ZOO, fd_mobilenet, get_spec, mobilenet_v1, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small
+The public API is re-exported here lazily (PEP 562): ``import nasprune`` does not import torch, so
+``nasprune --help`` stays fast; ``nasprune.build`` etc. import their module on first use. To export a new
+name, add it to ``_EXPORTS`` (name -> module), not as an eager ``from ... import``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ZOO",
+_EXPORTS: dict[str, str] = {
+    "NasNet": "nasprune.builder",
+    "build": "nasprune.builder",
+    "Cost": "nasprune.cost",
+    "count": "nasprune.cost",
+    "measure_latency": "nasprune.cost",
+    "ArchSpec": "nasprune.spec",
+    "DWSBlockSpec": "nasprune.spec",
+    "HeadSpec": "nasprune.spec",
+    "IRBlockSpec": "nasprune.spec",
+    "SpecError": "nasprune.spec",
+    "StemSpec": "nasprune.spec",
+    "make_divisible": "nasprune.spec",
+    "ZOO": "nasprune.zoo",
+    "fd_mobilenet": "nasprune.zoo",
+    "get_spec": "nasprune.zoo",
+    "mobilenet_v1": "nasprune.zoo",
+    "mobilenet_v2": "nasprune.zoo",
+    "mobilenet_v3_large": "nasprune.zoo",
+    "mobilenet_v3_small": "nasprune.zoo",
+}
+
+__all__ = [  # keep in step with _EXPORTS (a test checks)
     "ArchSpec",
     "Cost",
     "DWSBlockSpec",
@@ -17,6 +43,7 @@ __all__ = [
     "NasNet",
     "SpecError",
     "StemSpec",
+    "ZOO",
     "build",
     "count",
     "fd_mobilenet",
@@ -28,3 +55,34 @@ __all__ = [
     "mobilenet_v3_large",
     "mobilenet_v3_small",
 ]
+
+if TYPE_CHECKING:
+    from nasprune.builder import NasNet, build
+    from nasprune.cost import Cost, count, measure_latency
+    from nasprune.spec import ArchSpec, DWSBlockSpec, HeadSpec, IRBlockSpec, SpecError, StemSpec, make_divisible
+    from nasprune.zoo import (
+        ZOO,
+        fd_mobilenet,
+        get_spec,
+        mobilenet_v1,
+        mobilenet_v2,
+        mobilenet_v3_large,
+        mobilenet_v3_small,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    try:  # ``nasprune.cost`` and friends work after a bare ``import nasprune``
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -14,9 +14,13 @@ the 2.30e8 of the structured-pruning paper; its conv+linear MACs are 215.3 M.
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +30,7 @@ from torch import nn
 from nasprune.builder import build
 from nasprune.spec import ArchSpec
 
-__all__ = ["Cost", "LayerCost", "count", "count_model", "measure_latency", "flop_counter_macs"]
+__all__ = ["Cost", "LayerCost", "Latency", "count", "count_model", "flop_counter_macs", "measure_latency"]
 
 # fvcore operator names whose count is a multiply-add of a conv or linear layer.
 MAC_OPERATORS = frozenset({"conv", "linear", "addmm", "matmul", "bmm", "einsum"})
@@ -42,6 +46,8 @@ FREE_OPS = ("aten::dropout", "aten::flatten")
 
 @dataclass(frozen=True)
 class LayerCost:
+    """One row of the per-layer table: ``stem``, ``blocks.{i}`` or ``head`` (output channels and side)."""
+
     name: str
     kind: str
     macs: int
@@ -52,7 +58,15 @@ class LayerCost:
 
 @dataclass(frozen=True)
 class Cost:
-    """Cost of one spec at its resolution. ``mflops`` is ``macs / 1e6`` (the papers' MFLOPs)."""
+    """Cost of one spec at its resolution. ``mflops`` is ``macs / 1e6`` (the papers' MFLOPs).
+
+    Attributes:
+        macs: multiply-adds of conv and linear layers (SE's 1x1 convs included), BN folded.
+        params: all parameters, BN's weight and bias included (torchvision's convention).
+        all_ops: ``macs`` plus BN, activations, pooling, SE scaling and residual adds (see the module doc).
+        layers: per-layer rows whose ``macs`` and ``params`` sum to the totals (empty with ``layers=False``).
+        unsupported_ops: operators fvcore found no handler for, with their call counts (normally empty).
+    """
 
     macs: int
     params: int
@@ -116,12 +130,25 @@ def _layer_rows(spec: ArchSpec, model: nn.Module, by_module: dict[str, int]) -> 
     return tuple(rows)
 
 
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for a measurement and give the caller back the mode it had."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def count_model(model: nn.Module, spec: ArchSpec, *, layers: bool = True) -> Cost:
-    """Count a built model (weights are irrelevant) at ``spec``'s resolution and input channels."""
-    model = model.eval()
-    x = torch.zeros(1, spec.in_channels, spec.resolution, spec.resolution)
+    """Count a built model (weights are irrelevant) at ``spec``'s resolution and input channels.
+
+    The model is traced in eval mode on its own device; its training mode is restored afterwards.
+    """
+    x = torch.zeros(1, spec.in_channels, spec.resolution, spec.resolution, device=_device_of(model))
     logging.getLogger("fvcore").setLevel(logging.ERROR)
-    with torch.no_grad():
+    with torch.no_grad(), _eval_mode(model):
         analysis = _fvcore_analysis(model, x)
         macs = sum(v for k, v in analysis.by_operator().items() if k in MAC_OPERATORS)
         all_ops = analysis.total()
@@ -135,17 +162,28 @@ def count_model(model: nn.Module, spec: ArchSpec, *, layers: bool = True) -> Cos
                 unsupported_ops=unsupported)
 
 
-_CACHE: dict[tuple[str, int, bool], Cost] = {}
+_CACHE: dict[tuple[str, bool], Cost] = {}
 
 
 def count(spec: ArchSpec, *, resolution: int | None = None, layers: bool = True) -> Cost:
-    """MACs, params and per-layer costs of ``spec`` (at ``resolution`` if given), cached by spec hash."""
+    """MACs, params and per-layer costs of ``spec``, cached by spec hash.
+
+    Args:
+        spec: the network; its ``resolution`` and ``in_channels`` are the counted input.
+        resolution: count at this input side instead (e.g. the deployment resolution 224 for a spec that is
+            trained at 32); a resolution too small for the network's downsampling raises ``SpecError``.
+        layers: also fill ``Cost.layers`` (stem, every block, head; their MACs sum to ``Cost.macs``).
+
+    Returns:
+        The :class:`Cost`. The hash covers everything but the name (resolution included), so two specs that
+        differ only in name share an entry. A cached entry with layers also answers ``layers=False``.
+    """
     if resolution is not None and resolution != spec.resolution:
         spec = spec.replace(resolution=resolution)
-    key = (spec.hash, spec.resolution, layers)
-    if key not in _CACHE:
-        _CACHE[key] = count_model(build(spec), spec, layers=layers)
-    return _CACHE[key]
+    cached = _CACHE.get((spec.hash, True)) or _CACHE.get((spec.hash, layers))
+    if cached is None:
+        cached = _CACHE[(spec.hash, layers)] = count_model(build(spec), spec, layers=layers)
+    return cached
 
 
 def flop_counter_macs(model: nn.Module, spec: ArchSpec) -> int:
@@ -155,16 +193,21 @@ def flop_counter_macs(model: nn.Module, spec: ArchSpec) -> int:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.zeros(1, spec.in_channels, spec.resolution, spec.resolution)
+    x = torch.zeros(1, spec.in_channels, spec.resolution, spec.resolution, device=_device_of(model))
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model.eval()(x)
-    total = counter.get_total_flops()
-    return total // 2
+    with torch.no_grad(), _eval_mode(model), counter:
+        model(x)
+    return counter.get_total_flops() // 2
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters(), torch.zeros(())).device
 
 
 @dataclass(frozen=True)
 class Latency:
+    """CPU latency of one forward pass at batch 1, in milliseconds, over ``runs`` timed runs."""
+
     median_ms: float
     p90_ms: float
     threads: int
@@ -179,21 +222,39 @@ def measure_latency(spec_or_model: ArchSpec | nn.Module, *, spec: ArchSpec | Non
                     warmup: int = 5, threads: int | None = None) -> Latency:
     """Median CPU latency of one forward pass at batch 1 (eval mode, ``inference_mode``).
 
-    ``threads`` defaults to ``torch.get_num_threads()`` and is recorded. Results for a spec are cached by
-    its hash; pass a model (with ``spec``) to time trained weights.
+    Args:
+        spec_or_model: a spec (built with fresh weights; the result is cached by hash, resolution, threads
+            and runs) or a model (timed as given, never cached; a model on another device is timed on a CPU
+            copy, and its training mode is restored).
+        spec: the input shape for a model without ``model.spec``.
+        runs: timed runs after ``warmup`` untimed ones.
+        threads: torch intra-op threads for the measurement (default ``torch.get_num_threads()``); recorded.
     """
-    if isinstance(spec_or_model, ArchSpec):
-        spec = spec_or_model
-        model = None
-    else:
-        model = spec_or_model
-        spec = spec or model.spec
+    if runs < 1 or warmup < 0:
+        raise ValueError(f"runs={runs}, warmup={warmup} are invalid: expected runs >= 1 and warmup >= 0")
+    from_spec = isinstance(spec_or_model, ArchSpec)
+    model = None if from_spec else spec_or_model
+    spec = spec_or_model if from_spec else (spec or model.spec)
     threads = threads or torch.get_num_threads()
-    key = (spec.hash, spec.resolution, threads, runs)
-    if model is None and key in _LATENCY_CACHE:
+    key = (spec.hash, threads, runs, warmup)
+    if from_spec and key in _LATENCY_CACHE:
         return _LATENCY_CACHE[key]
-    model = (model if model is not None else build(spec)).eval().cpu()
+    if from_spec:
+        model = build(spec)
+    elif _device_of(model).type != "cpu":
+        model = copy.deepcopy(model).cpu()
     x = torch.randn(1, spec.in_channels, spec.resolution, spec.resolution)
+    with _eval_mode(model):
+        times = _time_forward(model, x, runs=runs, warmup=warmup, threads=threads)
+    result = Latency(median_ms=statistics.median(times), p90_ms=times[math.ceil(0.9 * len(times)) - 1],
+                     threads=threads, runs=runs)
+    if from_spec:
+        _LATENCY_CACHE[key] = result
+    return result
+
+
+def _time_forward(model: nn.Module, x: torch.Tensor, *, runs: int, warmup: int, threads: int) -> list[float]:
+    """Sorted wall times (ms) of ``runs`` forward passes, with ``threads`` torch threads."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -207,8 +268,4 @@ def measure_latency(spec_or_model: ArchSpec | nn.Module, *, spec: ArchSpec | Non
                 times.append((time.perf_counter() - t0) * 1e3)
     finally:
         torch.set_num_threads(previous)
-    times.sort()
-    result = Latency(median_ms=statistics.median(times), p90_ms=times[int(0.9 * (len(times) - 1))],
-                     threads=threads, runs=runs)
-    _LATENCY_CACHE[key] = result
-    return result
+    return sorted(times)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -72,13 +72,30 @@ def conv_out_size(size: int, kernel_size: int, stride: int) -> int:
     return (size + 2 * pad - kernel_size) // stride + 1
 
 
+def _check_fraction(where: str, value: Any, low_open: bool, high_open: bool = True) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (0 < value if low_open else 0 <= value) and (value < 1 if high_open else value <= 1)
+    if not ok:
+        interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+        raise SpecError(f"{where}={value!r} is invalid: expected a number in {interval}")
+
+
+def _as_float(obj: Any, *names: str) -> None:
+    """Store integral values of float fields as floats, so ``0`` and ``0.0`` give the same JSON and hash."""
+    for name in names:
+        value = getattr(obj, name)
+        if type(value) is int:
+            object.__setattr__(obj, name, float(value))
+
+
 def _check_int(where: str, value: Any, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SpecError(f"{where}={value!r} is invalid: expected an integer >= {minimum}")
 
 
 def _check_choice(where: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
+    # Compare types too: JSON ``true`` is not stride 1 and ``3.0`` is not kernel 3 (they would hash differently).
+    if not any(type(value) is type(a) and value == a for a in allowed):
         choices = ", ".join(repr(a) for a in allowed)
         raise SpecError(f"{where}={value!r} is invalid: expected one of {choices}")
 
@@ -196,13 +213,15 @@ class HeadSpec:
     hidden_act: str = "hswish"
     dropout: float = 0.0
 
+    def __post_init__(self) -> None:
+        _as_float(self, "dropout")
+
     def validate(self, where: str = "head") -> None:
         _check_int(f"{where}.conv_channels", self.conv_channels, minimum=0)
         _check_choice(f"{where}.conv_act", self.conv_act, ACTIVATIONS)
         _check_int(f"{where}.hidden_features", self.hidden_features, minimum=0)
         _check_choice(f"{where}.hidden_act", self.hidden_act, ACTIVATIONS)
-        if not isinstance(self.dropout, (int, float)) or isinstance(self.dropout, bool) or not 0 <= self.dropout < 1:
-            raise SpecError(f"{where}.dropout={self.dropout!r} is invalid: expected a number in [0, 1)")
+        _check_fraction(f"{where}.dropout", self.dropout, low_open=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,7 +239,9 @@ class ArchSpec:
     bn_momentum: float = 0.1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "blocks", tuple(self.blocks))
+        if isinstance(self.blocks, Iterable) and not isinstance(self.blocks, (str, bytes, Mapping)):
+            object.__setattr__(self, "blocks", tuple(self.blocks))
+        _as_float(self, "bn_eps", "bn_momentum")
         self.validate()
 
     # -- validation ---------------------------------------------------------------------------------
@@ -234,8 +255,8 @@ class ArchSpec:
         if not isinstance(self.stem, StemSpec):
             raise SpecError(f"stem={self.stem!r} is invalid: expected a StemSpec")
         self.stem.validate()
-        if not self.blocks:
-            raise SpecError("blocks=[] is invalid: expected at least one block")
+        if not isinstance(self.blocks, tuple) or not self.blocks:
+            raise SpecError(f"blocks={self.blocks!r} is invalid: expected a non-empty list of blocks")
         channels = self.stem.out_channels
         for i, block in enumerate(self.blocks):
             where = f"blocks[{i}]"
@@ -248,10 +269,11 @@ class ArchSpec:
                     "(the previous layer's out_channels)"
                 )
             channels = block.out_channels
+        if not isinstance(self.head, HeadSpec):
+            raise SpecError(f"head={self.head!r} is invalid: expected a HeadSpec")
         self.head.validate()
-        for key, value in (("bn_eps", self.bn_eps), ("bn_momentum", self.bn_momentum)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-                raise SpecError(f"{key}={value!r} is invalid: expected a number in (0, 1)")
+        _check_fraction("bn_eps", self.bn_eps, low_open=True)
+        _check_fraction("bn_momentum", self.bn_momentum, low_open=True)
         if self.resolution < self.total_stride:
             raise SpecError(
                 f"resolution={self.resolution} is too small: this network downsamples "
@@ -314,34 +336,21 @@ class ArchSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ArchSpec:
+        """Inverse of :meth:`to_dict`; raises :class:`SpecError` naming the first bad, unknown or missing key."""
         if not isinstance(data, Mapping):
             raise SpecError(f"spec={type(data).__name__} is invalid: expected a JSON object")
         data = dict(data)
+        _check_keys(data, {f.name for f in dataclasses.fields(cls)} | {"version"}, {"stem", "blocks"}, "spec")
         version = data.pop("version", SPEC_VERSION)
-        if version != SPEC_VERSION:
+        if type(version) is not int or version != SPEC_VERSION:
             raise SpecError(f"version={version!r} is invalid: expected {SPEC_VERSION}")
-        for key in ("stem", "blocks"):
-            if key not in data:
-                raise SpecError(f"{key} is missing: a spec needs 'stem' and 'blocks'")
-        stem = _from_fields(StemSpec, data.pop("stem"), "stem")
         raw_blocks = data.pop("blocks")
         if not isinstance(raw_blocks, list):
             raise SpecError(f"blocks={raw_blocks!r} is invalid: expected a list of block objects")
-        blocks = []
-        for i, raw in enumerate(raw_blocks):
-            if not isinstance(raw, Mapping):
-                raise SpecError(f"blocks[{i}]={raw!r} is invalid: expected an object")
-            raw = dict(raw)
-            kind = raw.pop("type", None)
-            if kind not in BLOCK_KINDS:
-                raise SpecError(f"blocks[{i}].type={kind!r} is invalid: expected one of {sorted(BLOCK_KINDS)}")
-            blocks.append(_from_fields(BLOCK_KINDS[kind], raw, f"blocks[{i}]"))
+        stem = _from_fields(StemSpec, data.pop("stem"), "stem")
+        blocks = tuple(_block_from_dict(raw, f"blocks[{i}]") for i, raw in enumerate(raw_blocks))
         head = _from_fields(HeadSpec, data.pop("head", {}), "head")
-        top = {f.name for f in dataclasses.fields(cls)} - {"stem", "blocks", "head"}
-        unknown = sorted(set(data) - top)
-        if unknown:
-            raise SpecError(f"unknown key {unknown[0]!r} in spec: expected one of {sorted(top | {'stem', 'blocks', 'head'})}")
-        return cls(stem=stem, blocks=tuple(blocks), head=head, **data)
+        return cls(stem=stem, blocks=blocks, head=head, **data)
 
     @classmethod
     def from_json(cls, text: str) -> ArchSpec:
@@ -361,16 +370,31 @@ class ArchSpec:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def _check_keys(raw: Mapping[str, Any], allowed: set[str], required: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise SpecError(f"unknown key {unknown[0]!r} in {where}: expected keys among {sorted(allowed)}")
+    missing = sorted(required - set(raw))
+    if missing:
+        key = missing[0] if where == "spec" else f"{where}.{missing[0]}"
+        raise SpecError(f"{key} is missing: required keys are {sorted(required)}")
+
+
 def _from_fields(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, Mapping):
         raise SpecError(f"{where}={raw!r} is invalid: expected an object")
-    allowed = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise SpecError(f"unknown key {where}.{unknown[0]} in spec: expected one of {sorted(allowed)}")
-    required = {f.name for f in dataclasses.fields(cls)
+    fields = dataclasses.fields(cls)
+    required = {f.name for f in fields
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-    missing = sorted(required - set(raw))
-    if missing:
-        raise SpecError(f"{where}.{missing[0]} is missing: required fields are {sorted(required)}")
+    _check_keys(raw, {f.name for f in fields}, required, where)
     return cls(**raw)
+
+
+def _block_from_dict(raw: Any, where: str) -> BlockSpec:
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where}={raw!r} is invalid: expected an object")
+    raw = dict(raw)
+    kind = raw.pop("type", None)
+    if kind not in BLOCK_KINDS:
+        raise SpecError(f"{where}.type={kind!r} is invalid: expected one of {sorted(BLOCK_KINDS)}")
+    return _from_fields(BLOCK_KINDS[kind], raw, where)

@@ -58,9 +58,11 @@ def add_model_args(parser: argparse.ArgumentParser, *, model_help: str | None = 
 def spec_from_file(path: str | Path) -> ArchSpec:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise NaspruneError(f"cannot read spec file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not a spec JSON file (not UTF-8 text)") from None
     try:
         return ArchSpec.from_json(text)
     except SpecError as exc:

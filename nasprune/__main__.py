@@ -1,0 +1,7 @@
+"""``python -m nasprune``: the same as the ``nasprune`` console script."""
+
+import sys
+
+from nasprune.cli import main
+
+sys.exit(main())
