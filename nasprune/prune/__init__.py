@@ -1,0 +1,39 @@
+"""Structured pruning in three layers: importance (scores), selection (kept channels), surgery (a smaller net).
+
+See ``docs/pruning.md``. The prunable unit of block ``i`` is the output channels of ``blocks.{i}.conv_pw``
+(:mod:`nasprune.prune.groups` declares which tensors follow them).
+"""
+
+from nasprune.prune.groups import ChannelGroup, Slice, apply_channels, channel_groups, layer_channels, prunable_layers
+from nasprune.prune.importance import CRITERIA, DEFAULT_CRITERION, compute_scores, filter_sparsity
+from nasprune.prune.selection import (
+    DEFAULT_FLOOR,
+    check_ratio,
+    global_threshold,
+    keep_count,
+    select_global,
+    select_per_layer,
+)
+from nasprune.prune.surgery import child_spec, layer_report, prune_model
+
+__all__ = [
+    "CRITERIA",
+    "DEFAULT_CRITERION",
+    "DEFAULT_FLOOR",
+    "ChannelGroup",
+    "Slice",
+    "apply_channels",
+    "channel_groups",
+    "check_ratio",
+    "child_spec",
+    "compute_scores",
+    "filter_sparsity",
+    "global_threshold",
+    "keep_count",
+    "layer_channels",
+    "layer_report",
+    "prunable_layers",
+    "prune_model",
+    "select_global",
+    "select_per_layer",
+]
