@@ -30,7 +30,9 @@ from torch import nn
 from nasprune.builder import build
 from nasprune.spec import ArchSpec
 
-__all__ = ["Cost", "LayerCost", "Latency", "count", "count_model", "flop_counter_macs", "measure_latency"]
+__all__ = [
+    "Cost", "LayerCost", "Latency", "count", "count_model", "count_module", "flop_counter_macs", "measure_latency",
+]
 
 # fvcore operator names whose count is a multiply-add of a conv or linear layer.
 MAC_OPERATORS = frozenset({"conv", "linear", "addmm", "matmul", "bmm", "einsum"})
@@ -141,25 +143,43 @@ def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
+def _analyse(module: nn.Module, input_shape: tuple[int, ...]):
+    """A finished fvcore analysis of ``module`` on a zero input, in eval mode, without gradients."""
+    x = torch.zeros(*input_shape, device=_device_of(module))
+    logging.getLogger("fvcore").setLevel(logging.ERROR)
+    with torch.no_grad(), _eval_mode(module):
+        analysis = _fvcore_analysis(module, x)
+        analysis.total()  # trace now, inside the context; later queries reuse the result
+    return analysis
+
+
+def _mac_sum(by_operator: dict[str, int]) -> int:
+    return int(sum(v for k, v in by_operator.items() if k in MAC_OPERATORS))
+
+
+def count_module(module: nn.Module, input_shape: tuple[int, ...]) -> Cost:
+    """Count any module (a single conv, an SE block, a whole network) on an input of ``input_shape``.
+
+    ``input_shape`` includes the batch dimension, e.g. ``(1, 3, 224, 224)``; count at batch 1 for the
+    per-image figures. ``layers`` of the result is empty. The module's training mode is restored afterwards.
+    """
+    analysis = _analyse(module, tuple(input_shape))
+    return Cost(macs=_mac_sum(analysis.by_operator()), params=_params(module), all_ops=int(analysis.total()),
+                unsupported_ops=dict(analysis.unsupported_ops()))
+
+
 def count_model(model: nn.Module, spec: ArchSpec, *, layers: bool = True) -> Cost:
     """Count a built model (weights are irrelevant) at ``spec``'s resolution and input channels.
 
     The model is traced in eval mode on its own device; its training mode is restored afterwards.
     """
-    x = torch.zeros(1, spec.in_channels, spec.resolution, spec.resolution, device=_device_of(model))
-    logging.getLogger("fvcore").setLevel(logging.ERROR)
-    with torch.no_grad(), _eval_mode(model):
-        analysis = _fvcore_analysis(model, x)
-        macs = sum(v for k, v in analysis.by_operator().items() if k in MAC_OPERATORS)
-        all_ops = analysis.total()
-        unsupported = dict(analysis.unsupported_ops())
-        layer_rows = ()
-        if layers:
-            by_module = {name: sum(v for k, v in ops.items() if k in MAC_OPERATORS)
-                         for name, ops in analysis.by_module_and_operator().items()}
-            layer_rows = _layer_rows(spec, model, by_module)
-    return Cost(macs=int(macs), params=_params(model), all_ops=int(all_ops), layers=layer_rows,
-                unsupported_ops=unsupported)
+    analysis = _analyse(model, (1, spec.in_channels, spec.resolution, spec.resolution))
+    layer_rows = ()
+    if layers:
+        by_module = {name: _mac_sum(ops) for name, ops in analysis.by_module_and_operator().items()}
+        layer_rows = _layer_rows(spec, model, by_module)
+    return Cost(macs=_mac_sum(analysis.by_operator()), params=_params(model), all_ops=int(analysis.total()),
+                layers=layer_rows, unsupported_ops=dict(analysis.unsupported_ops()))
 
 
 _CACHE: dict[tuple[str, bool], Cost] = {}

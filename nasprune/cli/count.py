@@ -18,10 +18,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nasprune.cost import count, measure_latency
-
     spec = resolve_model_spec(args.model, width=args.width, resolution=args.resolution, classes=args.classes,
                               in_channels=args.in_channels)
+    from nasprune.cost import count, measure_latency  # torch: only once the input is known to be good
+
     cost = count(spec)
     result = {
         "name": spec.name, "hash": spec.hash, "resolution": spec.resolution, "in_channels": spec.in_channels,

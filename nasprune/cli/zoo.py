@@ -21,7 +21,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nasprune.cost import count
     from nasprune.zoo import ZOO, get_spec
 
     if args.name:
@@ -29,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
                         in_channels=args.in_channels)
         print(spec.to_json())
         return 0
+    from nasprune.cost import count
     rows = []
     for name, fn in ZOO.items():
         spec = fn(width=args.width, resolution=args.resolution, num_classes=args.classes,
