@@ -1,0 +1,59 @@
+"""``nasprune export``: write a searched network as spec, weights, TorchScript, ONNX and a model card."""
+
+from __future__ import annotations
+
+import argparse
+
+from nasprune.cli.common import positive_float
+
+HELP = "export a trial of a study: arch.json, model.pt, model.ts, model.onnx (checked) and MODEL_CARD.md"
+FORMAT_NAMES = "json,pt,torchscript,onnx"
+
+
+def _trial(text: str) -> str:
+    if text in ("best", "knee") or text.isdigit():
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected best, knee or a trial number >= 0")
+
+
+def _runs(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected an integer >= 0")
+    return int(text)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help=HELP, description=HELP + ". Everything is written into a hidden "
+                       "directory next to --out and renamed into place only when every check passed.")
+    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="storage URL (default: sqlite:///studies/STUDY.db)")
+    p.add_argument("--trial", type=_trial, default="best", metavar="best|knee|N",
+                   help="best: most accurate feasible trial; knee: knee of the feasible Pareto front; "
+                        "N: that trial (default: best)")
+    p.add_argument("--budget", type=positive_float, default=None, metavar="MFLOPS",
+                   help="only consider trials within this budget (tighter than the study's)")
+    p.add_argument("--format", default=FORMAT_NAMES, metavar="LIST",
+                   help=f"comma-separated subset of {FORMAT_NAMES} (default: all; the model card is always "
+                        "written; 'json' alone needs no trained weights)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: reports/export/STUDY-trialN)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
+    p.add_argument("--artifacts", default=None, metavar="DIR",
+                   help="artifact store directory holding the checkpoints (default: the study's artifacts_dir)")
+    p.add_argument("--latency-runs", type=_runs, default=30, metavar="N",
+                   help="timed forward passes per latency figure in the card (0: skip; default 30)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nasprune.export import ExportConfig, export, parse_formats
+
+    config = ExportConfig(study=args.study, storage=args.storage, trial=args.trial, budget_mflops=args.budget,
+                          formats=parse_formats(args.format), out=args.out, force=args.force,
+                          artifacts=args.artifacts, latency_runs=args.latency_runs)
+    result = export(config, log=print)
+    for row in result.latency:
+        print(f"  latency     {row.runtime} {row.resolution}x{row.resolution}: {row.median_ms:.3f} ms (batch 1)")
+    print(f"exported trial {result.selection.trial.number} to {result.out}/ "
+          f"({', '.join(p.name for p in result.files.values())})")
+    return 0

@@ -1,0 +1,51 @@
+"""Export a searched network: spec, weights, TorchScript, ONNX (checked with onnxruntime) and a model card.
+
+Public API (private modules re-exported):
+
+* :func:`export` with :class:`ExportConfig` -> :class:`ExportResult` — what ``nasprune export`` runs.
+* :func:`select_trial`, :func:`pareto_front`, :func:`knee_index` — which trial (``best``, ``knee``, ``N``).
+* :data:`FORMATS` / :func:`register_format` — the format registry (``json``, ``pt``, ``torchscript``, ``onnx``).
+* :func:`card_info` / :func:`render_card` — the model card's facts, then its Markdown.
+* :func:`staged_directory` — write a directory all or nothing.
+
+See ``docs/export.md`` for the files and the resolutions they use.
+"""
+
+from nasprune.export._card import CardInfo, LatencyRow, LayerRow, architecture_rows, card_info, render_card
+from nasprune.export._export import DEFAULT_FORMATS, ExportConfig, ExportResult, default_out, export
+from nasprune.export._formats import FORMATS, ExportContext, Format, parse_formats, register_format
+from nasprune.export._onnx import OnnxCheck, compare_onnx, export_onnx, ort_session
+from nasprune.export._outdir import staged_directory
+from nasprune.export._select import Selection, is_feasible, knee_index, pareto_front, select_trial
+from nasprune.export._source import TrialSource, trial_source
+
+__all__ = [
+    "DEFAULT_FORMATS",
+    "FORMATS",
+    "CardInfo",
+    "ExportConfig",
+    "ExportContext",
+    "ExportResult",
+    "Format",
+    "LatencyRow",
+    "LayerRow",
+    "OnnxCheck",
+    "Selection",
+    "TrialSource",
+    "architecture_rows",
+    "card_info",
+    "compare_onnx",
+    "default_out",
+    "export",
+    "export_onnx",
+    "is_feasible",
+    "knee_index",
+    "ort_session",
+    "pareto_front",
+    "parse_formats",
+    "register_format",
+    "render_card",
+    "select_trial",
+    "staged_directory",
+    "trial_source",
+]

@@ -1,0 +1,308 @@
+"""The model card: ``card_info(...)`` computes the facts (tested), ``render_card(info)`` writes Markdown."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from nasprune.export._source import TrialSource
+
+if TYPE_CHECKING:
+    from nasprune.spec import ArchSpec
+
+__all__ = ["CardInfo", "LayerRow", "LatencyRow", "architecture_rows", "card_info", "render_card",
+           "recipe_value", "retrain_command"]
+
+# `nasprune train` options and where the study recipe keeps their values (first found wins; "a.b" = nested).
+RETRAIN_OPTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("--data", ("data", "dataset", "data.name")),
+    ("--data-dir", ("data_dir", "data.data_dir")),
+    ("--subset", ("subset", "data.subset")),
+    ("--epochs", ("epochs", "train.epochs", "finetune.epochs")),
+    ("--batch-size", ("batch_size", "train.batch_size", "finetune.batch_size")),
+    ("--optimizer", ("optimizer", "train.optimizer", "finetune.optimizer")),
+    ("--lr", ("lr", "train.lr", "finetune.lr")),
+    ("--weight-decay", ("weight_decay", "train.weight_decay", "finetune.weight_decay")),
+    ("--label-smoothing", ("label_smoothing", "train.label_smoothing", "finetune.label_smoothing")),
+)
+
+
+class LayerRow(NamedTuple):
+    """One row of the architecture table; sizes are output sides at the deploy and train resolutions."""
+
+    layer: str
+    kind: str
+    in_channels: int
+    mid_channels: int | None  # depthwise (expansion) channels of a block, head conv / hidden of the head
+    out_channels: int
+    kernel: int | None
+    stride: int | None
+    se: int  # squeeze width, 0 = no SE
+    act: str
+    size_deploy: int
+    size_train: int
+    macs: int
+    params: int
+
+
+class LatencyRow(NamedTuple):
+    runtime: str
+    resolution: int
+    median_ms: float
+
+
+class CardInfo(NamedTuple):
+    title: str
+    study: str
+    storage: str
+    trial: int
+    selection: str
+    spec_hash: str
+    deploy_resolution: int
+    train_resolution: int
+    in_channels: int
+    num_classes: int
+    val_acc: float | None
+    macs: int
+    params: int
+    budget_mflops: float | None
+    feasible: bool
+    layers: tuple[LayerRow, ...]
+    pruned: tuple[tuple[str, int, int], ...]
+    latency: tuple[LatencyRow, ...]
+    latency_threads: int
+    latency_recorded_ms: float | None
+    checks: Mapping[str, Mapping[str, Any]]
+    files: tuple[tuple[str, str, int | None], ...]  # (filename, description, bytes)
+    recipe: Mapping[str, Any]
+    seed: Any
+    search_facts: Mapping[str, Any]
+    export_command: str
+    retrain_command: str
+    versions: Mapping[str, str]
+
+
+def _act(block: Any) -> str:
+    return getattr(block, "act", "")
+
+
+def architecture_rows(spec: ArchSpec, train_resolution: int) -> tuple[LayerRow, ...]:
+    """Stem, every block and the head, with MACs and params at ``spec``'s (deployment) resolution."""
+    from nasprune.cost import count
+
+    costs = {row.name: row for row in count(spec).layers}
+    deploy, train = spec.feature_sizes(), spec.feature_sizes(train_resolution)
+    rows = [LayerRow("stem", "conv", spec.in_channels, None, spec.stem.out_channels, spec.stem.kernel_size,
+                     spec.stem.stride, 0, spec.stem.act, deploy[0], train[0], costs["stem"].macs,
+                     costs["stem"].params)]
+    for i, b in enumerate(spec.blocks):
+        name = f"blocks.{i}"
+        rows.append(LayerRow(name, b.kind, b.in_channels, b.dw_channels, b.out_channels, b.kernel_size, b.stride,
+                             b.se_channels, _act(b), deploy[i + 1], train[i + 1], costs[name].macs,
+                             costs[name].params))
+    head = spec.head
+    mid = head.conv_channels or head.hidden_features or None
+    rows.append(LayerRow("head", "head", spec.out_channels, mid, spec.num_classes, None, None, 0,
+                         head.conv_act if head.conv_channels else "", 1, 1, costs["head"].macs,
+                         costs["head"].params))
+    return tuple(rows)
+
+
+def recipe_value(recipe: Mapping[str, Any], *paths: str) -> Any:
+    """The first plain (non-object) value found at one of the dotted ``paths`` of ``recipe``."""
+    for path in paths:
+        value: Any = recipe
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, Mapping) else None
+        if value is not None and not isinstance(value, Mapping):
+            return value
+    return None
+
+
+def retrain_command(arch_path: str, source: TrialSource, seed: Any = None) -> str:
+    """``nasprune train ARCH --resolution R ...`` with the study recipe's data and training options."""
+    parts = ["nasprune", "train", arch_path, "--resolution", str(source.train_resolution)]
+    for option, paths in RETRAIN_OPTIONS:
+        value = recipe_value(source.recipe, *paths)
+        if value is not None:
+            parts += [option, str(value)]
+    if seed is not None:
+        parts += ["--seed", str(seed)]
+    return shlex.join(parts)
+
+
+def find_seed(source: TrialSource, metadata: Mapping[str, Any]) -> Any:
+    """The seed the child was trained with: checkpoint metadata, trial, then study recipe."""
+    for where in (metadata, metadata.get("train") or {}, source.attrs, source.recipe):
+        if isinstance(where, Mapping) and where.get("seed") is not None:
+            return where["seed"]
+    return recipe_value(source.recipe, "seed", "train.seed", "finetune.seed")
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version()}
+    for package in ("nasprune", "torch", "onnx", "onnxruntime", "optuna"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            continue
+    return versions
+
+
+def card_info(source: TrialSource, *, selection: str, checks: Mapping[str, Mapping[str, Any]],
+              latency: Sequence[LatencyRow], latency_threads: int, files: Sequence[tuple[str, str, int | None]],
+              metadata: Mapping[str, Any], export_command: str, storage: str) -> CardInfo:
+    """Collect everything the card shows (no formatting here)."""
+    from nasprune.cost import count
+    from nasprune.export._select import is_feasible
+
+    attrs = source.attrs
+    cost = count(source.spec)
+    seed = find_seed(source, metadata)
+    pruned = tuple((d["name"], int(d["before"]), int(d["after"])) for d in attrs.get("layers") or ()
+                   if isinstance(d, Mapping) and {"name", "before", "after"} <= set(d))
+    facts = {k: attrs[k] for k in ("schedule", "width", "criterion", "downsample_layers", "se_blocks", "baseline")
+             if k in attrs}
+    val = attrs.get("val_acc", source.trial.values[0] if source.trial.values else None)
+    return CardInfo(
+        title=f"{source.study_name} trial {source.number}", study=source.study_name, storage=storage,
+        trial=source.number, selection=selection, spec_hash=source.spec.hash,
+        deploy_resolution=source.deploy_resolution, train_resolution=source.train_resolution,
+        in_channels=source.spec.in_channels, num_classes=source.spec.num_classes,
+        val_acc=None if val is None else float(val), macs=cost.macs, params=cost.params,
+        budget_mflops=source.study_attrs.get("budget_mflops"), feasible=is_feasible(source.trial),
+        layers=architecture_rows(source.spec, source.train_resolution), pruned=pruned, latency=tuple(latency),
+        latency_threads=latency_threads, latency_recorded_ms=attrs.get("latency_ms"), checks=dict(checks),
+        files=tuple(files), recipe=source.recipe, seed=seed, search_facts=facts, export_command=export_command,
+        retrain_command=retrain_command("arch.json", source, seed), versions=_versions(),
+    )
+
+
+# -- rendering -----------------------------------------------------------------------------------------------------
+def _dash(value: Any) -> str:
+    return "—" if value in (None, 0, "") else str(value)
+
+
+def _layer_table(info: CardInfo) -> list[str]:
+    d, t = info.deploy_resolution, info.train_resolution
+    lines = [f"| layer | type | in | dw / mid | out | k | s | SE | act | out size @{d} | out size @{t} | MACs @{d} "
+             "| params |", "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for r in info.layers:
+        lines.append(f"| {r.layer} | {r.kind} | {r.in_channels} | {_dash(r.mid_channels)} | {r.out_channels} | "
+                     f"{_dash(r.kernel)} | {_dash(r.stride)} | {_dash(r.se)} | {_dash(r.act)} | {r.size_deploy} | "
+                     f"{r.size_train} | {r.macs:,} | {r.params:,} |")
+    lines.append(f"| **total** | | | | | | | | | | | **{info.macs:,}** | **{info.params:,}** |")
+    return lines
+
+
+def _summary(info: CardInfo) -> list[str]:
+    acc = "—" if info.val_acc is None else f"{100 * info.val_acc:.2f} %"
+    budget = "—" if info.budget_mflops is None else f"{info.budget_mflops:g} MFLOPs"
+    return [
+        "| | |", "|---|---|",
+        f"| validation accuracy (recorded by the search, at {info.train_resolution}x{info.train_resolution}) "
+        f"| {acc} |",
+        f"| MACs at {info.deploy_resolution}x{info.deploy_resolution} (conv + linear, BN folded) | "
+        f"{info.macs:,} ({info.macs / 1e6:.2f} MFLOPs) |",
+        f"| parameters | {info.params:,} |",
+        f"| study budget | {budget} ({'within' if info.feasible else 'OVER'} budget) |",
+        f"| input | {info.in_channels} x H x W, {info.num_classes} classes |",
+        f"| spec hash | `{info.spec_hash}` |",
+    ]
+
+
+def _latency(info: CardInfo) -> list[str]:
+    if not info.latency:
+        return ["Not measured."]
+    resolutions = sorted({r.resolution for r in info.latency}, reverse=True)
+    runtimes = list(dict.fromkeys(r.runtime for r in info.latency))
+    table = {(r.runtime, r.resolution): r.median_ms for r in info.latency}
+    lines = ["| runtime | " + " | ".join(f"{r}x{r}" for r in resolutions) + " |",
+             "|---|" + "---:|" * len(resolutions)]
+    for runtime in runtimes:
+        cells = [f"{table[(runtime, r)]:.3f} ms" if (runtime, r) in table else "—" for r in resolutions]
+        lines.append(f"| {runtime} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append(f"Batch 1, CPU, {info.latency_threads} threads, median of the timed runs on the machine that "
+                 f"ran the export ({platform.machine()}). The cost budget is defined at "
+                 f"{info.deploy_resolution}x{info.deploy_resolution}, so that column is the one to compare.")
+    if info.latency_recorded_ms is not None:
+        lines.append(f"The search recorded {info.latency_recorded_ms:.3f} ms (PyTorch, "
+                     f"{info.deploy_resolution}x{info.deploy_resolution}) for this trial.")
+    return lines
+
+
+def _checks(info: CardInfo) -> list[str]:
+    lines = []
+    c = info.checks
+    if "json" in c:
+        lines.append(f"- `arch.json` rebuilds with {c['json']['macs']:,} MACs and {c['json']['params']:,} params"
+                     + (", exactly the trial's record." if c["json"].get("matches_trial") else "."))
+    if "pt" in c:
+        lines.append(f"- `model.pt` reloads strictly; max abs difference to the exported model "
+                     f"{c['pt']['max_abs_diff']:.3g}.")
+    if "torchscript" in c:
+        lines.append(f"- `model.ts`: max abs difference to PyTorch {c['torchscript']['max_abs_diff']:.3g}.")
+    if "onnx" in c:
+        cases = ", ".join(f"batch {k['batch']} @{k['resolution']}: {k['max_abs_diff']:.3g}"
+                          for k in c["onnx"]["cases"])
+        lines.append(f"- `model.onnx` (opset {c['onnx']['opset']}), onnxruntime vs PyTorch on random inputs, "
+                     f"max abs difference: {cases} (required <= 1e-4).")
+    return lines or ["No files with weights were exported."]
+
+
+def _resolution_note(info: CardInfo) -> list[str]:
+    d, t = info.deploy_resolution, info.train_resolution
+    return [
+        f"The search counts cost at the deployment resolution {d}x{d}; the weights were trained and validated "
+        f"at {t}x{t}. So `arch.json` is the spec at {d} (its MACs and params are the ones above), while "
+        f"`model.pt`'s spec says {t} and `model.onnx` was traced with a {t}x{t} input. The network ends in "
+        "global average pooling, so every file runs at any input size (the ONNX batch, height and width axes are "
+        f"dynamic); accuracy is only known at {t}x{t}, where the inputs must be preprocessed like the training "
+        "data (resized, normalised per the recipe).",
+    ]
+
+
+def _data_name(recipe: Mapping[str, Any]) -> str:
+    return str(recipe_value(recipe, *dict(RETRAIN_OPTIONS)["--data"]) or "fashion-mnist")
+
+
+def render_card(info: CardInfo) -> str:
+    """The Markdown text of ``MODEL_CARD.md``."""
+    files = [f"| `{name}` | {desc} | {'—' if size is None else f'{size:,}'} |" for name, desc, size in info.files]
+    facts = [f"- {k}: {v}" for k, v in info.search_facts.items()]
+    pruned = [f"| {n} | {b} | {a} |" for n, b, a in info.pruned]
+    parts = [
+        f"# Model card: {info.title}", "",
+        f"Exported from study `{info.study}` trial {info.trial}: {info.selection}.", "",
+        "## Summary", "", *_summary(info), "",
+        "## Resolution", "", *_resolution_note(info), "",
+        f"## Architecture (output sizes at {info.deploy_resolution} and {info.train_resolution})", "",
+        *_layer_table(info), "",
+        "`dw / mid`: depthwise (expansion) channels of a block; for the head its 1x1 conv or hidden linear. "
+        "`SE`: squeeze width of squeeze-and-excite (— = none).", "",
+    ]
+    if pruned:
+        parts += ["### Pruned layers (channels, parent -> child)", "", "| layer | before | after |",
+                  "|---|---:|---:|", *pruned, ""]
+    if facts:
+        parts += ["### Search decisions", "", *facts, ""]
+    parts += ["## Latency", "", *_latency(info), "", "## Checks", "", *_checks(info), "",
+              "## Files", "", "| file | use | bytes |", "|---|---|---:|", *files, "",
+              "## Provenance", "",
+              f"- study: `{info.study}` in `{info.storage}`", f"- trial: {info.trial} ({info.selection})",
+              f"- seed: {_dash(info.seed) if info.seed != 0 else 0}",
+              "- versions: " + ", ".join(f"{k} {v}" for k, v in info.versions.items()),
+              f"- exported with: `{info.export_command}`", "", "Recipe (study attribute `recipe`):", "",
+              "```json", json.dumps(info.recipe, indent=2, sort_keys=True, default=str), "```", "",
+              "## Retrain", "",
+              "Train the architecture from scratch with the study's recipe (run in this directory; raise "
+              "`--epochs` for a full training):", "", "```sh", info.retrain_command, "```", "",
+              "Evaluate a checkpoint on the test set:", "", "```sh",
+              shlex.join(["nasprune", "eval", "model.pt", "--data", str(_data_name(info.recipe))]), "```", ""]
+    return "\n".join(parts)

@@ -1,0 +1,187 @@
+"""``export(config)``: pick a trial, write the requested formats and the model card, all or nothing."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nasprune.export._card import LatencyRow, card_info, render_card, retrain_command
+from nasprune.export._formats import FORMATS, ExportContext, dumps, parse_formats
+from nasprune.export._outdir import check_target, staged_directory
+from nasprune.export._select import Selection, select_trial
+from nasprune.export._source import TrialSource, artifacts_dir, load_trained_model, trial_source
+from nasprune.fsutil import atomic_write_text
+
+__all__ = ["DEFAULT_FORMATS", "ExportConfig", "ExportResult", "default_out", "export"]
+
+DEFAULT_FORMATS: tuple[str, ...] = tuple(FORMATS)
+CARD = "MODEL_CARD.md"
+MANIFEST = "export.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    """What ``nasprune export`` does.
+
+    Attributes:
+        study: the study name.
+        storage: storage URL (default: ``sqlite:///studies/STUDY.db``).
+        trial: ``"best"``, ``"knee"`` or a trial number.
+        budget_mflops: only consider trials within this budget (tighter than the study's).
+        formats: names from :data:`FORMATS` (the model card is always written).
+        out: output directory (default ``reports/export/STUDY-trialN``).
+        force: replace a non-empty ``out``.
+        artifacts: the artifact store directory, if not the study's ``artifacts_dir``.
+        latency_runs: timed forward passes per latency figure (0 = do not measure).
+        tolerance: largest accepted abs difference between an exported file's outputs and PyTorch's.
+    """
+
+    study: str
+    storage: str | None = None
+    trial: str | int = "best"
+    budget_mflops: float | None = None
+    formats: tuple[str, ...] = DEFAULT_FORMATS
+    out: str | Path | None = None
+    force: bool = False
+    artifacts: str | Path | None = None
+    latency_runs: int = 30
+    tolerance: float = 1e-4
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    selection: Selection
+    files: dict[str, Path]
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    latency: tuple[LatencyRow, ...] = ()
+
+
+def default_out(study: str, trial: int) -> Path:
+    return Path("reports") / "export" / f"{study}-trial{trial}"
+
+
+def _export_command(config: ExportConfig, number: int, out: Path) -> str:
+    parts = ["nasprune", "export", "--study", config.study]
+    if config.storage:
+        from nasprune.storage import redact_url
+
+        parts += ["--storage", redact_url(config.storage)]
+    parts += ["--trial", str(number), "--format", ",".join(config.formats), "--out", str(out)]
+    return shlex.join(parts)
+
+
+def _measure_latency(ctx: ExportContext, runs: int) -> tuple[tuple[LatencyRow, ...], int]:
+    """PyTorch (and onnxruntime when exported) at batch 1, at the deployment and training resolutions."""
+    import torch
+
+    from nasprune.builder import build
+    from nasprune.cost import measure_latency
+    from nasprune.export._onnx import ort_latency
+
+    threads = torch.get_num_threads()
+    if runs <= 0:
+        return (), threads
+    src = ctx.source
+    model = ctx.model if ctx.model is not None else build(src.train_spec).eval()
+    rows = []
+    for spec in dict.fromkeys((src.spec, src.train_spec)):
+        lat = measure_latency(model, spec=spec, runs=runs, threads=threads)
+        rows.append(LatencyRow("PyTorch (eager)", spec.resolution, lat.median_ms))
+    if ctx.onnx_session is not None:
+        for spec in dict.fromkeys((src.spec, src.train_spec)):
+            rows.append(LatencyRow("onnxruntime", spec.resolution,
+                                   ort_latency(ctx.onnx_session, spec.in_channels, spec.resolution, runs=runs)))
+    return tuple(rows), threads
+
+
+def _write_all(ctx: ExportContext, config: ExportConfig, staging: Path, log: Callable[[str], None]) -> None:
+    for name in config.formats:
+        fmt = FORMATS[name]
+        ctx.checks[name] = fmt.write(ctx, staging / fmt.filename)
+        log(_describe_check(name, fmt.filename, ctx.checks[name], ctx))
+
+
+def _describe_check(name: str, filename: str, check: dict[str, Any], ctx: ExportContext) -> str:
+    if name == "json":
+        same = "= the trial's record" if check["matches_trial"] else "(trial has no record to compare)"
+        return (f"  {filename:<11} {check['macs']:,} MACs, {check['params']:,} params at "
+                f"{check['resolution']}x{check['resolution']} {same}")
+    if name == "onnx":
+        cases = ", ".join(f"b{c['batch']}@{c['resolution']} {c['max_abs_diff']:.2e}" for c in check["cases"])
+        return (f"  {filename:<11} opset {check['opset']}, onnxruntime vs PyTorch max abs diff "
+                f"{check['max_abs_diff']:.2e} <= {ctx.tolerance:g} ({cases})")
+    return f"  {filename:<11} reloaded, max abs diff {check['max_abs_diff']:.2e}"
+
+
+def _file_rows(staging: Path, formats: tuple[str, ...]) -> list[tuple[str, str, int | None]]:
+    rows = [(FORMATS[n].filename, FORMATS[n].description, (staging / FORMATS[n].filename).stat().st_size)
+            for n in formats]
+    return [*rows, (CARD, "this card", None), (MANIFEST, "the facts of this card as JSON", None)]
+
+
+def _write_card(ctx: ExportContext, config: ExportConfig, selection: Selection, staging: Path, out: Path,
+                latency: tuple[tuple[LatencyRow, ...], int]) -> None:
+    from nasprune.storage import redact_url
+
+    src = ctx.source
+    metadata = dict(getattr(ctx.model, "metadata", None) or {})
+    info = card_info(src, selection=selection.reason, checks=ctx.checks, latency=latency[0],
+                     latency_threads=latency[1], files=_file_rows(staging, config.formats), metadata=metadata,
+                     export_command=_export_command(config, src.number, out), storage=redact_url(src.storage_url))
+    atomic_write_text(staging / CARD, render_card(info))
+    manifest = {k: v for k, v in info._asdict().items() if k not in ("layers", "latency")}
+    manifest["layers"] = [row._asdict() for row in info.layers]
+    manifest["latency"] = [row._asdict() for row in info.latency]
+    atomic_write_text(staging / MANIFEST, dumps(manifest))
+
+
+def export(config: ExportConfig, *, log: Callable[[str], None] | None = None) -> ExportResult:
+    """Export one trial of a study; see ``docs/export.md``.
+
+    Nothing is left in the output directory's parent unless every file was written and checked.
+
+    Raises:
+        NaspruneError: bad study, trial, budget, format or output directory, missing weights, or an exported
+            file that does not reproduce the trained model within ``config.tolerance``.
+    """
+    from nasprune.storage import default_storage_url, load_study
+
+    log = log or (lambda _line: None)
+    formats = parse_formats(config.formats)
+    config = _with(config, formats=formats)
+    url = config.storage or default_storage_url(config.study)
+    study = load_study(config.study, url)
+    selection = select_trial(study, config.trial, config.budget_mflops)
+    source = trial_source(study, selection.trial, url)
+    out = Path(config.out) if config.out is not None else default_out(config.study, source.number)
+    check_target(out, config.force)
+    _log_selection(log, selection, source)
+    with staged_directory(out, force=config.force) as staging:
+        model = None
+        if any(FORMATS[n].needs_weights for n in formats):
+            retrain = retrain_command(str(out / "arch.json"), source)
+            model = load_trained_model(source, artifacts_dir(source, config.artifacts), staging, retrain)
+        ctx = ExportContext(source=source, model=model, tolerance=config.tolerance)
+        _write_all(ctx, config, staging, log)
+        latency = _measure_latency(ctx, config.latency_runs)
+        _write_card(ctx, config, selection, staging, out, latency)
+    files = {n: out / FORMATS[n].filename for n in formats} | {"card": out / CARD, "manifest": out / MANIFEST}
+    return ExportResult(out=out, selection=selection, files=files, checks=ctx.checks, latency=latency[0])
+
+
+def _with(config: ExportConfig, **changes: Any) -> ExportConfig:
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
+def _log_selection(log: Callable[[str], None], selection: Selection, source: TrialSource) -> None:
+    attrs = source.attrs
+    acc = selection.trial.values[0]
+    mflops = attrs.get("mflops", selection.trial.values[1])
+    log(f"trial {source.number} of study {source.study_name!r}: {selection.reason}; val acc {100 * acc:.2f} %, "
+        f"{mflops:.2f} MFLOPs at {source.deploy_resolution}x{source.deploy_resolution}")

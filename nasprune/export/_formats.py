@@ -1,0 +1,180 @@
+"""The export formats: a registry of writers, each of which also checks the file it wrote.
+
+Resolutions (see ``docs/export.md``):
+
+* ``arch.json`` is the trial's ``child_spec`` at the **deployment** resolution; rebuilt, it has exactly the MACs
+  and params the trial recorded.
+* ``model.pt``, ``model.ts`` and ``model.onnx`` carry the trained weights; their spec (and the ONNX example
+  input) use the **training** resolution, where the weights were trained and validated. The networks end in
+  global pooling, so every file also runs at any other resolution (the ONNX height and width axes are dynamic).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from nasprune.errors import NaspruneError
+from nasprune.export._source import TrialSource
+from nasprune.fsutil import atomic_save, atomic_write_text
+
+if TYPE_CHECKING:
+    import torch
+
+    from nasprune.builder import NasNet
+
+__all__ = ["FORMATS", "ExportContext", "Format", "parse_formats", "register_format"]
+
+
+@dataclass
+class ExportContext:
+    """What writers share: the trial, its trained model (``None`` for a spec-only export) and the options."""
+
+    source: TrialSource
+    model: NasNet | None
+    tolerance: float = 1e-4
+    seed: int = 0
+    onnx_session: Any = None  # set by the onnx writer, reused for the card's latency
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class Format(NamedTuple):
+    """One output file. ``write(ctx, path)`` writes it, checks it and returns the check's figures."""
+
+    name: str
+    filename: str
+    needs_weights: bool
+    description: str
+    write: Callable[[ExportContext, Path], dict[str, Any]]
+
+
+FORMATS: dict[str, Format] = {}
+
+
+def register_format(fmt: Format) -> Format:
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def parse_formats(text: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """``"json,onnx"`` -> ``("json", "onnx")`` in registry order; unknown names raise :class:`NaspruneError`."""
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in FORMATS]
+    if unknown or not names:
+        raise NaspruneError(f"--format {unknown[0] if unknown else text!r} is invalid: expected a comma-separated "
+                            f"list of {', '.join(FORMATS)}")
+    return tuple(n for n in FORMATS if n in names)
+
+
+def _random_inputs(ctx: ExportContext, shapes: tuple[tuple[int, int], ...]) -> list[torch.Tensor]:
+    import torch
+
+    generator = torch.Generator().manual_seed(ctx.seed)
+    channels = ctx.source.spec.in_channels
+    return [torch.randn(b, channels, r, r, generator=generator) for b, r in shapes]
+
+
+def _max_diff(reference: NasNet, other: Callable, inputs: list[torch.Tensor]) -> float:
+    import torch
+
+    with torch.inference_mode():
+        return max(float((reference(x) - other(x)).abs().max()) for x in inputs)
+
+
+def _require_close(what: str, diff: float, tolerance: float) -> None:
+    if not diff <= tolerance:  # also catches NaN
+        raise NaspruneError(f"{what} differs from the trained PyTorch model by {diff:.3g} > {tolerance:g}")
+
+
+def _shapes(ctx: ExportContext) -> tuple[tuple[int, int], ...]:
+    """Batch sizes 1 and 3 at the training resolution, plus batch 1 at the deployment resolution."""
+    src = ctx.source
+    shapes = ((1, src.train_resolution), (3, src.train_resolution), (1, src.deploy_resolution))
+    return tuple(dict.fromkeys(shapes))
+
+
+# -- json ------------------------------------------------------------------------------------------------------
+def _write_json(ctx: ExportContext, path: Path) -> dict[str, Any]:
+    from nasprune.cost import count
+    from nasprune.spec import ArchSpec
+
+    spec = ctx.source.spec
+    atomic_write_text(path, spec.to_json() + "\n")
+    cost = count(ArchSpec.from_json(path.read_text()))
+    attrs = ctx.source.attrs
+    for key, value in (("macs", cost.macs), ("params", cost.params)):
+        if key in attrs and int(attrs[key]) != value:
+            raise NaspruneError(f"arch.json rebuilds with {value:,} {key}, but trial {ctx.source.number} recorded "
+                                f"{int(attrs[key]):,}: the trial's child_spec and its costs disagree")
+    return {"macs": cost.macs, "params": cost.params, "resolution": spec.resolution, "hash": spec.hash,
+            "matches_trial": all(k in attrs for k in ("macs", "params"))}
+
+
+# -- pt ----------------------------------------------------------------------------------------------------------
+def checkpoint_metadata(ctx: ExportContext) -> dict[str, Any]:
+    """The exported checkpoint's metadata: the original checkpoint's plus where it came from."""
+    src = ctx.source
+    original = dict(getattr(ctx.model, "metadata", None) or {})
+    attrs = src.attrs
+    keep = ("val_acc", "macs", "mflops", "params", "latency_ms", "schedule", "width", "criterion")
+    return {**original, **{k: attrs[k] for k in keep if k in attrs},
+            "study": src.study_name, "trial": src.number, "deploy_resolution": src.deploy_resolution,
+            "train_resolution": src.train_resolution, "arch_hash": src.spec.hash, "exported_by": "nasprune export"}
+
+
+def _write_pt(ctx: ExportContext, path: Path) -> dict[str, Any]:
+    from nasprune.checkpoint import load, save_checkpoint
+
+    save_checkpoint(path, ctx.model, checkpoint_metadata(ctx))
+    loaded = load(path, map_location="cpu").eval()
+    if loaded.spec.hash != ctx.source.train_spec.hash:
+        raise NaspruneError(f"model.pt reloads with spec {loaded.spec.hash}, expected {ctx.source.train_spec.hash}")
+    diff = _max_diff(ctx.model, loaded, _random_inputs(ctx, _shapes(ctx)))
+    _require_close("model.pt reloaded", diff, ctx.tolerance)
+    return {"max_abs_diff": diff, "resolution": loaded.spec.resolution}
+
+
+# -- torchscript -------------------------------------------------------------------------------------------------
+def _write_torchscript(ctx: ExportContext, path: Path) -> dict[str, Any]:
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export; still the portable one
+        scripted = torch.jit.script(ctx.model.eval())
+        atomic_save(path, lambda fh: torch.jit.save(scripted, fh))
+        loaded = torch.jit.load(str(path), map_location="cpu").eval()
+    diff = _max_diff(ctx.model, loaded, _random_inputs(ctx, _shapes(ctx)))
+    _require_close("model.ts", diff, ctx.tolerance)
+    return {"max_abs_diff": diff}
+
+
+# -- onnx ----------------------------------------------------------------------------------------------------------
+def _write_onnx(ctx: ExportContext, path: Path) -> dict[str, Any]:
+    from nasprune.export._onnx import compare_onnx, export_onnx, onnx_opset, ort_session
+
+    export_onnx(ctx.model, path, ctx.source.train_resolution)
+    opset = onnx_opset(path)
+    ctx.onnx_session = ort_session(path)
+    checks = compare_onnx(ctx.model, ctx.onnx_session, _shapes(ctx), seed=ctx.seed)
+    diff = max(c.max_abs_diff for c in checks)
+    _require_close("model.onnx (onnxruntime)", diff, ctx.tolerance)
+    return {"opset": opset, "max_abs_diff": diff, "cases": [c._asdict() for c in checks]}
+
+
+for _fmt in (
+    Format("json", "arch.json", False, "architecture spec (deployment resolution), for nasprune.build / train",
+           _write_json),
+    Format("pt", "model.pt", True, "spec + trained weights, for nasprune.load / nasprune eval", _write_pt),
+    Format("torchscript", "model.ts", True, "TorchScript, for torch.jit.load (no nasprune needed)",
+           _write_torchscript),
+    Format("onnx", "model.onnx", True, "ONNX, dynamic batch/height/width, checked with onnxruntime", _write_onnx),
+):
+    register_format(_fmt)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"

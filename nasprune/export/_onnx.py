@@ -1,0 +1,120 @@
+"""ONNX export through ``torch.onnx`` (the ``torch.export``-based exporter) and its check with onnxruntime."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from nasprune.errors import NaspruneError
+
+if TYPE_CHECKING:
+    import onnxruntime
+    import torch
+
+    from nasprune.builder import NasNet
+
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "OnnxCheck", "compare_onnx", "export_onnx", "onnx_opset", "ort_latency",
+           "ort_session"]
+
+INPUT_NAME = "input"  # N x C x H x W, float32, normalised like the training data
+OUTPUT_NAME = "logits"  # N x classes
+
+
+class OnnxCheck(NamedTuple):
+    """Max abs difference between onnxruntime and PyTorch for one input shape."""
+
+    batch: int
+    resolution: int
+    max_abs_diff: float
+
+
+def export_onnx(model: NasNet, path: Path, resolution: int) -> None:
+    """Write ``model`` (eval mode) to ``path`` with dynamic batch, height and width axes.
+
+    The example input has batch 2 (``torch.export`` would specialise a batch of 1) at ``resolution``; the
+    opset is the exporter's default. Weights are stored inside the one file.
+    """
+    import torch
+
+    dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    example = torch.zeros(2, model.spec.in_channels, resolution, resolution)
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # "torchvision is not installed" notices
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation chatter from torch.export internals
+        try:
+            torch.onnx.export(model.eval(), (example,), str(path), dynamo=True, verbose=False,
+                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], external_data=False,
+                              dynamic_shapes={"x": dims})
+        except Exception as exc:  # the exporter raises many kinds; a user can only report it
+            raise NaspruneError(f"ONNX export of {model.spec.name!r} failed: {type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        finally:
+            logger.setLevel(level)
+
+
+def onnx_opset(path: Path) -> int:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    onnx.checker.check_model(proto)
+    return next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def ort_session(path: Path, threads: int | None = None) -> onnxruntime.InferenceSession:
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _random_input(model: NasNet, batch: int, resolution: int, seed: int) -> torch.Tensor:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, model.spec.in_channels, resolution, resolution, generator=generator)
+
+
+def compare_onnx(model: NasNet, session: onnxruntime.InferenceSession,
+                 shapes: Sequence[tuple[int, int]], seed: int = 0) -> list[OnnxCheck]:
+    """Run PyTorch and onnxruntime on the same random inputs, one per ``(batch, resolution)``."""
+    import torch
+
+    checks = []
+    for i, (batch, resolution) in enumerate(shapes):
+        x = _random_input(model, batch, resolution, seed + i)
+        with torch.inference_mode():
+            expected = model.eval()(x).numpy()
+        (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
+        if got.shape != expected.shape:
+            raise NaspruneError(f"ONNX output shape {got.shape} differs from PyTorch's {expected.shape} "
+                                f"(batch {batch}, {resolution}x{resolution})")
+        checks.append(OnnxCheck(batch, resolution, float(abs(got - expected).max())))
+    return checks
+
+
+def ort_latency(session: onnxruntime.InferenceSession, in_channels: int, resolution: int, *, runs: int = 30,
+                warmup: int = 5) -> float:
+    """Median milliseconds of one onnxruntime forward pass at batch 1 (as ``measure_latency`` for PyTorch)."""
+    import numpy as np
+
+    x = np.random.default_rng(0).standard_normal((1, in_channels, resolution, resolution), dtype=np.float32)
+    feed = {INPUT_NAME: x}
+    for _ in range(warmup):
+        session.run([OUTPUT_NAME], feed)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        session.run([OUTPUT_NAME], feed)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)

@@ -1,0 +1,167 @@
+"""Which trial to export: ``best``, ``knee`` or a trial number, optionally under a tighter budget.
+
+Feasibility follows the study's own constraint (``trial.constraints``, all values ``<= 0``); trials written
+without one fall back to the ``feasible`` user attribute, then to ``mflops <= budget_mflops``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+from nasprune.errors import NaspruneError
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+    from optuna.trial import FrozenTrial
+
+__all__ = ["Selection", "describe_numbers", "is_feasible", "knee_index", "pareto_front", "select_trial"]
+
+
+class Selection(NamedTuple):
+    """The chosen trial and a one-line reason (shown by the CLI and in the model card)."""
+
+    trial: FrozenTrial
+    rule: str
+    reason: str
+
+
+def describe_numbers(numbers: Sequence[int]) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"`` (for error messages naming the trials that exist)."""
+    numbers = sorted(numbers)
+    if not numbers:
+        return "none"
+    parts, start, prev = [], numbers[0], numbers[0]
+    for n in [*numbers[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)
+
+
+def _mflops(trial: FrozenTrial) -> float:
+    if "mflops" in trial.user_attrs:
+        return float(trial.user_attrs["mflops"])
+    return float(trial.values[1])
+
+
+def _accuracy(trial: FrozenTrial) -> float:
+    return float(trial.values[0])
+
+
+def is_feasible(trial: FrozenTrial, budget_mflops: float | None = None) -> bool:
+    """Within the study's constraint (and within ``budget_mflops`` when given)."""
+    constraints = trial.constraints
+    if constraints:
+        feasible = all(v <= 0.0 for v in constraints.values())
+    elif "feasible" in trial.user_attrs:
+        feasible = bool(trial.user_attrs["feasible"])
+    else:
+        feasible = True
+    return feasible and (budget_mflops is None or _mflops(trial) <= budget_mflops)
+
+
+def _completed(study: Study) -> list[FrozenTrial]:
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+
+
+def pareto_front(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """Trials no other trial beats on both accuracy (higher) and MFLOPs (lower), sorted by MFLOPs.
+
+    Of several trials with the same (MFLOPs, accuracy) only the lowest-numbered one is kept.
+    """
+    ordered = sorted(trials, key=lambda t: (_mflops(t), -_accuracy(t), t.number))
+    front: list[FrozenTrial] = []
+    for trial in ordered:  # cheapest first: a trial is on the front iff it beats every cheaper one
+        if not front or _accuracy(trial) > _accuracy(front[-1]):
+            front.append(trial)
+    return front
+
+
+def knee_index(points: Sequence[tuple[float, float]]) -> int:
+    """Index of the knee of a front given as ``(mflops, accuracy)`` points sorted by MFLOPs.
+
+    Both axes are scaled to [0, 1] over the front; the knee is the point farthest above the chord from the
+    cheapest to the most accurate point, i.e. the largest ``acc_scaled - mflops_scaled`` (ties: the cheaper).
+    A front of one or two points has no knee; the most accurate point (the last) is returned.
+    """
+    if len(points) <= 2:
+        return len(points) - 1
+    xs = [p[0] for p in points]
+    ys = [p[1] for p in points]
+    dx = (max(xs) - min(xs)) or 1.0
+    dy = (max(ys) - min(ys)) or 1.0
+    gains = [(y - min(ys)) / dy - (x - min(xs)) / dx for x, y in zip(xs, ys, strict=True)]
+    return max(range(len(points)), key=lambda i: (gains[i], -i))
+
+
+def _pool(study: Study, budget: float | None) -> list[FrozenTrial]:
+    pool = [t for t in _completed(study) if is_feasible(t, budget)]
+    if not pool:
+        within = f" within {budget:g} MFLOPs" if budget is not None else ""
+        total = len(_completed(study))
+        raise NaspruneError(
+            f"study {study.study_name!r} has no feasible completed trial{within} ({total} completed): "
+            "run more trials ('nasprune search') or pass a larger --budget / an explicit --trial N"
+        )
+    return pool
+
+
+def _select_best(study: Study, budget: float | None) -> Selection:
+    pool = _pool(study, budget)
+    best = min(pool, key=lambda t: (-_accuracy(t), _mflops(t), t.number))
+    return Selection(best, "best", f"most accurate of {len(pool)} feasible trials")
+
+
+def _select_knee(study: Study, budget: float | None) -> Selection:
+    front = pareto_front(_pool(study, budget))
+    i = knee_index([(_mflops(t), _accuracy(t)) for t in front])
+    return Selection(front[i], "knee", f"knee of the feasible Pareto front ({len(front)} trials)")
+
+
+def _select_number(study: Study, number: int, budget: float | None) -> Selection:
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    if number not in by_number:
+        raise NaspruneError(f"trial {number} does not exist in study {study.study_name!r}: "
+                            f"trials are {describe_numbers(list(by_number))}")
+    trial = by_number[number]
+    completed = [t.number for t in _completed(study)]
+    if number not in completed:
+        raise NaspruneError(f"trial {number} of study {study.study_name!r} is {trial.state.name}, not COMPLETE: "
+                            f"completed trials are {describe_numbers(completed)}")
+    if budget is not None and _mflops(trial) > budget:
+        raise NaspruneError(f"trial {number} needs {_mflops(trial):.2f} MFLOPs, over --budget {budget:g}")
+    state = "feasible" if is_feasible(trial) else "over the study's budget"
+    return Selection(trial, "number", f"trial {number} as requested ({state})")
+
+
+SELECTORS = {"best": _select_best, "knee": _select_knee}
+
+
+def select_trial(study: Study, which: str | int = "best", budget_mflops: float | None = None) -> Selection:
+    """Pick the trial to export.
+
+    Args:
+        study: a multi-objective study following the search contract (values[0] accuracy, values[1] MFLOPs).
+        which: ``"best"`` (most accurate feasible trial; ties go to fewer MFLOPs, then the lower number),
+            ``"knee"`` (see :func:`knee_index`) or a trial number.
+        budget_mflops: a budget tighter than the study's; trials above it are not considered.
+
+    Raises:
+        NaspruneError: nothing feasible, unknown or unfinished trial number, or an unknown rule.
+    """
+    study_budget = study.user_attrs.get("budget_mflops")
+    if budget_mflops is not None and study_budget is not None and budget_mflops > study_budget:
+        raise NaspruneError(f"--budget {budget_mflops:g} is looser than study {study.study_name!r}'s budget "
+                            f"{study_budget:g} MFLOPs: expected a value <= {study_budget:g}")
+    if isinstance(which, int) or str(which).isdigit():
+        return _select_number(study, int(which), budget_mflops)
+    if which not in SELECTORS:
+        raise NaspruneError(f"--trial {which!r} is invalid: expected one of {', '.join(SELECTORS)} or a trial number")
+    return SELECTORS[which](study, budget_mflops)
