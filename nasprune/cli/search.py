@@ -1,0 +1,61 @@
+"""``nasprune search``: run (or resume) a budgeted joint architecture + pruning search."""
+
+from __future__ import annotations
+
+import argparse
+
+from nasprune.cli.common import positive_float, positive_int
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "search", help="budgeted joint search: width, downsampling schedule, SE placement, per-layer pruning",
+        description="Run a study recipe (default: studies/quickstart.yaml). Re-running the same command resumes "
+                    "the study up to its requested number of finished trials. Flags override the recipe.",
+    )
+    p.add_argument("recipe", nargs="?", default=None, metavar="RECIPE",
+                   help="study recipe YAML, or the name of one in studies/ (default: quickstart)")
+    p.add_argument("--budget", type=positive_float, default=None, metavar="MFLOPS",
+                   help="budget in MFLOPs (multiply-adds / 1e6 at the deployment resolution, 224 by default)")
+    p.add_argument("--trials", type=positive_int, default=None, metavar="N", help="finished trials to reach")
+    p.add_argument("--study", default=None, metavar="NAME", help="study name (default: the recipe's)")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage URL (default: sqlite:///studies/<study>.db)")
+    p.add_argument("--space", default=None, metavar="FILE", help="search space YAML (or a name in search_spaces/)")
+    p.add_argument("--data", default=None, metavar="NAME", help="dataset (fashion-mnist, cifar10, synthetic, ...)")
+    p.add_argument("--data-dir", default=None, metavar="DIR", help="where the dataset's files are")
+    p.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default=None, help="default: the recipe's (tpe)")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="worker processes on this machine sharing the storage (default 1)")
+    p.add_argument("--timeout", type=positive_float, default=None, metavar="S",
+                   help="start no new trial after S seconds")
+    p.add_argument("--seed", type=int, default=None, help="sampler and training seed")
+    p.add_argument("--with-baselines", action="store_true", default=None,
+                   help="also train FD-MobileNet / MobileNet at standard widths that fit the budget")
+    p.add_argument("--artifacts", default=None, metavar="DIR",
+                   help="trained parents and children (default: beside the study's database)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nasprune.search.recipe import load_recipe
+    from nasprune.search.runner import RunOptions, format_pareto, pareto_table, run_search
+    from nasprune.storage import redact_url
+
+    recipe = load_recipe(args.recipe, budget_mflops=args.budget, trials=args.trials, study=args.study,
+                         storage=args.storage, space=args.space, data_name=args.data, data_dir=args.data_dir,
+                         sampler=args.sampler, seed=args.seed, with_baselines=args.with_baselines,
+                         artifacts=args.artifacts)
+    result = run_search(recipe, RunOptions(workers=args.workers, timeout=args.timeout,
+                                           progress=not args.no_progress))
+    study = result.study
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    feasible = sum(1 for t in study.get_trials(deepcopy=False)
+                   if t.state.name == "COMPLETE" and t.user_attrs.get("feasible"))
+    print(f"study {recipe.study!r} ({redact_url(result.url)}): {states.count('COMPLETE')} complete "
+          f"({feasible} within {recipe.budget_mflops:g} MFLOPs), {states.count('PRUNED')} pruned, "
+          f"{states.count('FAIL')} failed; {result.ran} finished in this run ({result.seconds:.0f} s)")
+    print(f"Pareto front (validation accuracy vs MFLOPs at {recipe.deploy_resolution}x{recipe.deploy_resolution}):")
+    print(format_pareto(pareto_table(study)))
+    return 0

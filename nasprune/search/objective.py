@@ -1,0 +1,230 @@
+"""One trial: sample, count before training, and only then train, prune, fine-tune and measure.
+
+Order of work in :meth:`Objective.__call__`:
+
+1. sample every dimension of the space and resolve the parent and the pruned child specs;
+2. count the child's MACs with fvcore at the deployment resolution, record the design on the trial and set the
+   constraint ``budget = mflops - budget_mflops`` (feasible when <= 0);
+3. over budget: return at once, nothing trained (values ``(0.0, mflops[, inf or params])``);
+4. within budget: get the trained parent (:class:`~nasprune.search.parents.ParentCache`), drop the SE modules the
+   trial did not choose, prune it per layer with the trial's criterion, fine-tune (per-epoch accuracy recorded,
+   early stop by :mod:`nasprune.search.pruning`), measure accuracy, params and CPU latency, and upload the
+   child's checkpoint to the study's artifact store.
+
+The user attributes written are the ``docs/design.md`` table (plus the extras listed in ``docs/search.md``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nasprune.search.parents import ParentCache
+from nasprune.search.recipe import Recipe
+from nasprune.search.space import Candidate, Design, drop_se, resolve
+
+__all__ = ["Objective", "data_shape", "strip_se"]
+
+
+def data_shape(recipe: Recipe, data=None) -> tuple[int, int]:
+    """``(in_channels, num_classes)`` of the recipe's dataset, from the registry when possible (no loading)."""
+    from nasprune.data import DATASETS, load_data
+
+    if data is not None:
+        return data.in_channels, data.num_classes
+    info = DATASETS.get(recipe.data["name"])
+    if info is not None:
+        return len(info.normalization.mean), info.num_classes
+    data = load_data(recipe.data_config())
+    return data.in_channels, data.num_classes
+
+
+def strip_se(model, blocks):
+    """A copy of ``model`` without the SE modules of ``blocks`` (other weights kept exactly)."""
+    from nasprune import build
+
+    if not blocks:
+        return model
+    prefixes = tuple(f"blocks.{i}.se." for i in blocks)
+    new = build(drop_se(model.spec, blocks))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
+    new.load_state_dict(state, strict=True)
+    return new
+
+
+class Objective:
+    """The callable given to ``study.optimize``; one instance per worker process.
+
+    Args:
+        recipe: the study recipe.
+        artifacts_dir: root of the ``FileSystemArtifactStore``; trained parents go to ``<it>/parents``.
+        cache: use the parent cache (``False`` retrains every parent; for benchmarks).
+        data: preloaded :class:`~nasprune.data.Data` (else loaded on the first trial that trains).
+    """
+
+    def __init__(self, recipe: Recipe, artifacts_dir: str | Path, *, cache: bool = True, data=None) -> None:
+        from optuna.artifacts import FileSystemArtifactStore
+
+        self.recipe = recipe
+        self.artifacts_dir = Path(artifacts_dir)
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        self.store = FileSystemArtifactStore(str(self.artifacts_dir))
+        self.parents = ParentCache(self.artifacts_dir / "parents", recipe.parent_key(), enabled=cache)
+        self._data = data
+        self.shape = data_shape(recipe, data)
+
+    @property
+    def data(self):
+        if self._data is None:
+            from nasprune.data import load_data
+
+            self._data = load_data(self.recipe.data_config())
+        return self._data
+
+    # -- the trial --------------------------------------------------------------------------------
+    def __call__(self, trial) -> tuple[float, ...]:
+        start = time.perf_counter()
+        recipe = self.recipe
+        cand = recipe.space.sample(trial)
+        mode = "per_trial" if trial.user_attrs.get("baseline") else recipe.parent_mode
+        in_channels, num_classes = self.shape
+        design = resolve(recipe.space, cand, mode=mode, resolution=recipe.deploy_resolution,
+                         num_classes=num_classes, in_channels=in_channels)
+        cost = _count(design.child)
+        mflops = cost.macs / 1e6
+        _record_design(trial, cand, design, cost, mode)
+        over = mflops - recipe.budget_mflops
+        trial.set_constraint("budget", over)
+        trial.set_user_attr("feasible", over <= 0)
+        if over > 0:
+            trial.set_user_attr("seconds", time.perf_counter() - start)
+            return self._values(0.0, mflops, cost.params, math.inf)
+        child, val_acc = self._train_child(trial, cand, design)
+        latency = self._latency(child)
+        trial.set_user_attr("val_acc", val_acc)
+        trial.set_user_attr("latency_ms", latency)
+        trial.set_user_attr("artifact_id", self._upload(trial, child, val_acc, mflops))
+        trial.set_user_attr("seconds", time.perf_counter() - start)
+        return self._values(val_acc, mflops, cost.params, latency)
+
+    def _values(self, acc: float, mflops: float, params: int, latency: float) -> tuple[float, ...]:
+        third = {"latency_ms": latency, "params": float(params)}
+        return (acc, mflops, *(third[name] for name in self.recipe.objectives[2:]))
+
+    # -- training ---------------------------------------------------------------------------------
+    def _train_parent(self, model) -> dict[str, Any]:
+        from nasprune.train import fit
+
+        result = fit(model, self.data, self.recipe.train_config("parent"))
+        return {"val_acc": result.val_acc, "train_seconds": result.train_seconds, "epochs": result.epochs}
+
+    def _train_child(self, trial, cand: Candidate, design: Design):
+        from nasprune.prune import compute_scores, prune_model, select_per_layer
+
+        t0 = time.perf_counter()
+        parent, fresh = self.parents.get(design.parent, self._train_parent)
+        trial.set_user_attr("parent_cached", not fresh)
+        trial.set_user_attr("parent_seconds", time.perf_counter() - t0)
+        model = strip_se(parent, design.drop_se)
+        keep = select_per_layer(compute_scores(model, cand.criterion, seed=self.recipe.seed), design.ratios)
+        child = prune_model(model, keep)
+        if child.spec.hash != design.child.hash:  # the counted network must be the trained one
+            raise RuntimeError(f"pruned network {child.spec.hash} differs from the counted child {design.child.hash}")
+        t1 = time.perf_counter()
+        val_acc = self._finetune(trial, child)
+        trial.set_user_attr("finetune_seconds", time.perf_counter() - t1)
+        return child, val_acc
+
+    def _finetune(self, trial, child) -> float:
+        from nasprune.train import evaluate, fit, recalibrate_bn
+
+        if self.recipe.finetune_epochs < 1:
+            recalibrate_bn(child, self.data)
+            return evaluate(child, self.data, "val")
+        result = fit(child, self.data, self.recipe.train_config("finetune"),
+                     epoch_callback=self._epoch_callback(trial))
+        return result.val_acc
+
+    def _epoch_callback(self, trial) -> Callable[[int, float], None]:
+        import optuna
+
+        from nasprune.search.pruning import should_stop
+
+        history: list[float] = []
+        cfg = self.recipe.pruner
+
+        def callback(epoch: int, val_acc: float) -> None:
+            history.append(val_acc)
+            trial.set_user_attr("val_acc_history", list(history))
+            if cfg.name == "none":
+                return
+            finished = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                                      optuna.trial.TrialState.PRUNED))
+            peers = [t.user_attrs["val_acc_history"] for t in finished if t.user_attrs.get("val_acc_history")]
+            if should_stop(cfg, epoch, val_acc, peers):
+                trial.set_user_attr("val_acc", val_acc)
+                raise optuna.TrialPruned(f"val acc {val_acc:.4f} at fine-tune epoch {epoch} ({cfg.name})")
+
+        return callback
+
+    # -- measuring and keeping ----------------------------------------------------------------------
+    def _latency(self, child) -> float:
+        from nasprune.cost import measure_latency
+
+        lat = measure_latency(child, spec=child.spec, runs=self.recipe.latency_runs,
+                              threads=self.recipe.latency_threads)
+        return float(lat.median_ms)
+
+    def _upload(self, trial, child, val_acc: float, mflops: float) -> str:
+        from optuna.artifacts import upload_artifact
+
+        from nasprune.checkpoint import save_checkpoint
+
+        r = self.recipe
+        metadata = {"role": "search_child", "study": r.study, "trial": trial.number, "val_acc": val_acc,
+                    "mflops": mflops, "budget_mflops": r.budget_mflops, "data": dict(r.data),
+                    "train_resolution": r.data["resolution"], "deploy_resolution": r.deploy_resolution}
+        tmp_dir = self.artifacts_dir / "tmp"
+        tmp_dir.mkdir(exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"trial{trial.number}-", suffix=".pt", dir=tmp_dir)
+        os.close(fd)
+        try:
+            save_checkpoint(name, child.cpu(), metadata)
+            return upload_artifact(artifact_store=self.store, file_path=name, study_or_trial=trial,
+                                   mimetype="application/octet-stream")
+        finally:
+            Path(name).unlink(missing_ok=True)
+
+
+def _count(spec):
+    """fvcore MACs at the spec's resolution, traced on one thread (tiny work; several threads only contend)."""
+    import torch
+
+    from nasprune.cost import count
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return count(spec, layers=False)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _record_design(trial, cand: Candidate, design: Design, cost, mode: str) -> None:
+    from nasprune.prune import layer_report
+
+    child = design.child
+    attrs = {
+        "macs": int(cost.macs), "params": int(cost.params), "mflops": cost.macs / 1e6,
+        "schedule": cand.schedule, "downsample_layers": child.downsample_layers(), "width": float(cand.width),
+        "se_blocks": list(cand.se_blocks), "se_count": child.se_count, "criterion": cand.criterion,
+        "layers": layer_report(design.parent, child), "feature_sizes": child.feature_sizes(),
+        "child_spec": child.to_dict(), "parent_hash": design.parent.hash, "parent_mode": mode,
+    }
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)

@@ -1,0 +1,335 @@
+"""Running a study: checks before starting, study creation and resume, worker processes, progress, Pareto table.
+
+Re-running the same recipe resumes the study until it holds ``recipe.trials`` finished trials (COMPLETE or
+PRUNED; FAILED ones, e.g. interrupted by Ctrl-C, are not counted and get redone). ``workers > 1`` starts that
+many processes on this machine, all sharing the storage (SQLite in WAL mode with a long busy timeout, see
+:mod:`nasprune.storage`) and the parent cache.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nasprune.errors import NaspruneError
+from nasprune.search.recipe import OBJECTIVES, Recipe
+from nasprune.search.space import FixedParams, resolve
+
+__all__ = ["RunOptions", "artifacts_dir_for", "enqueue_baselines", "finished_count", "make_sampler", "open_study",
+           "pareto_table", "run_search", "smallest_network", "storage_url"]
+
+FINISHED = ("COMPLETE", "PRUNED")
+STANDARD_WIDTHS = (0.25, 0.5, 0.75, 1.0)
+# family -> (zoo name, schedule, SE blocks of the hand design)
+BASELINES: dict[str, tuple[tuple[str, str, tuple[int, ...]], ...]] = {
+    "dws": (("fd_mobilenet", "fast", ()), ("mobilenet_v1", "slow", ())),
+    "ir": (("mobilenet_v3_large", "slow", (3, 4, 5, 10, 11, 12, 13, 14)),),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    workers: int = 1
+    timeout: float | None = None
+    progress: bool = True
+    cache: bool = True          # the parent cache (False: retrain every parent; benchmarks)
+
+
+# -- where things live ------------------------------------------------------------------------------------
+def storage_url(recipe: Recipe) -> str:
+    from nasprune.storage import default_storage_url
+
+    return recipe.storage or default_storage_url(recipe.study)
+
+
+def artifacts_dir_for(recipe: Recipe, url: str) -> Path:
+    """``recipe.artifacts``, else ``<db file without .db>.artifacts`` beside a SQLite/journal file, else
+    ``studies/<study>.artifacts``."""
+    if recipe.artifacts:
+        return Path(recipe.artifacts)
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix) and url != "sqlite:///:memory:":
+            path = Path(url.removeprefix(prefix))
+            return path.with_name(f"{path.stem}.artifacts")
+    return Path("studies") / f"{recipe.study}.artifacts"
+
+
+# -- checks before starting ---------------------------------------------------------------------------------
+def smallest_network(recipe: Recipe, shape: tuple[int, int]) -> tuple[float, str]:
+    """MFLOPs and schedule of the cheapest child the space can produce in the recipe's parent mode.
+
+    The cheapest is the smallest width, every layer at the highest pruning ratio, no SE; for ``custom``
+    schedules, every stride-2 block at the start of its window.
+    """
+    from nasprune.cost import count
+
+    space = recipe.space
+    best = (math.inf, "")
+    for schedule in space.schedule_choices:
+        params: dict[str, Any] = {"schedule": schedule, "width": min(space.widths)}
+        if schedule == "custom":
+            params.update({f"ds_{k}": lo for k, (lo, _) in enumerate(space.free.windows)})
+        cand = space.sample(FixedParams(params, se=False, ratio=space.ratio_high))
+        design = resolve(space, cand, mode=recipe.parent_mode, resolution=recipe.deploy_resolution,
+                         in_channels=shape[0], num_classes=shape[1])
+        best = min(best, (count(design.child, layers=False).macs / 1e6, schedule))
+    return best
+
+
+def check_budget(recipe: Recipe, shape: tuple[int, int]) -> None:
+    mflops, schedule = smallest_network(recipe, shape)
+    if mflops > recipe.budget_mflops:
+        s = recipe.space
+        raise NaspruneError(
+            f"budget {recipe.budget_mflops:g} MFLOPs is below the smallest network space {s.path} can produce: "
+            f"{mflops:.2f} MFLOPs ({schedule} schedule, width {min(s.widths):g}, every layer pruned "
+            f"{s.ratio_high:g}, no SE, {recipe.parent_mode} parents, {recipe.deploy_resolution}x"
+            f"{recipe.deploy_resolution}): expected a budget >= {math.ceil(mflops * 100) / 100:g}")
+
+
+# -- the study ------------------------------------------------------------------------------------------------
+def make_sampler(recipe: Recipe, worker: int = 0):
+    """The recipe's sampler; each worker gets its own seed so workers do not draw the same points."""
+    import optuna
+
+    seed = recipe.seed + 1000 * worker
+    samplers = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, recipe.trials // 4))),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(6, recipe.trials // 4))),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+    }
+    return samplers[recipe.sampler]()
+
+
+def _study_attrs(recipe: Recipe, artifacts: Path) -> dict[str, Any]:
+    return {"budget_mflops": recipe.budget_mflops, "objectives": list(recipe.objectives),
+            "recipe": recipe.to_dict(), "space": recipe.space.to_dict(), "artifacts_dir": str(artifacts.resolve()),
+            "deploy_resolution": recipe.deploy_resolution, "train_resolution": recipe.data["resolution"]}
+
+
+def _check_compatible(study, recipe: Recipe, url: str) -> None:
+    old = study.user_attrs
+    for key, new in (("budget_mflops", recipe.budget_mflops), ("objectives", list(recipe.objectives)),
+                     ("deploy_resolution", recipe.deploy_resolution)):
+        if key in old and old[key] != new:
+            raise NaspruneError(f"study {recipe.study!r} in {url} was created with {key}={old[key]!r}, not {new!r}: "
+                                "resume it with the same recipe, or start a new one with --study NAME")
+
+
+def open_study(recipe: Recipe, url: str, artifacts: Path, *, worker: int = 0, heartbeat: bool = True):
+    """Create the study or load it to resume (refusing a different budget or objectives)."""
+    import optuna
+
+    from nasprune.storage import open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(url, heartbeat=heartbeat)
+    directions = [OBJECTIVES[name] for name in recipe.objectives]
+    try:
+        study = optuna.create_study(study_name=recipe.study, storage=storage, directions=directions,
+                                    sampler=make_sampler(recipe, worker), load_if_exists=True)
+    except ValueError as exc:  # existing study with other directions
+        raise NaspruneError(f"study {recipe.study!r} in {url}: {exc}") from None
+    _check_compatible(study, recipe, url)
+    if "budget_mflops" not in study.user_attrs:
+        for key, value in _study_attrs(recipe, artifacts).items():
+            study.set_user_attr(key, value)
+    return study
+
+
+def finished_count(study) -> int:
+    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED)
+
+
+def enqueue_baselines(study, recipe: Recipe, shape: tuple[int, int]) -> list[str]:
+    """Enqueue the hand-designed networks of the space's family that fit the budget; returns their names.
+
+    A baseline is enqueued only if the space reproduces it exactly (same spec hash as the zoo's) and it was
+    not enqueued before; it is trained as its own parent (``per_trial``) and not pruned.
+    """
+    from nasprune.cost import count
+    from nasprune.zoo import get_spec
+
+    space = recipe.space
+    if space.ratio_low > 0:
+        return []
+    done = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
+    names = []
+    for zoo_name, schedule, se in BASELINES[space.family]:
+        if schedule not in space.schedules:
+            continue
+        for width in (w for w in STANDARD_WIDTHS if w in space.widths):
+            name = f"{zoo_name}_{width:g}"
+            params = {"schedule": schedule, "width": width, **{f"se_{i}": True for i in se}}
+            cand = space.sample(FixedParams(params, se=False, ratio=0.0))
+            design = resolve(space, cand, mode="per_trial", resolution=recipe.deploy_resolution,
+                             in_channels=shape[0], num_classes=shape[1])
+            zoo = get_spec(zoo_name, width=width, resolution=recipe.deploy_resolution, in_channels=shape[0],
+                           num_classes=shape[1])
+            fits = count(design.child, layers=False).macs / 1e6 <= recipe.budget_mflops
+            if design.child.hash != zoo.hash or not fits or name in done:
+                continue
+            full = {**params, "criterion": space.criteria[0], **{f"se_{i}": i in se for i in range(len(
+                design.parent.blocks))}, **{f"ratio_{k.split('.')[1]}": 0.0 for k in cand.ratios}}
+            study.enqueue_trial(full, user_attrs={"baseline": name}, skip_if_exists=True)
+            names.append(name)
+    return names
+
+
+# -- progress and results --------------------------------------------------------------------------------------
+def _feasible_complete(trials) -> list:
+    return [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("feasible")]
+
+
+def pareto_trials(study) -> list:
+    """Feasible, complete, Pareto-optimal trials (Optuna's ``best_trials`` with constraints), by MFLOPs."""
+    trials = [t for t in study.best_trials if t.user_attrs.get("feasible")]
+    return sorted(trials, key=lambda t: t.user_attrs["mflops"])
+
+
+def pareto_table(study):
+    """A pandas table of the Pareto front: trial, accuracy, MFLOPs, params, latency, schedule, width, SE."""
+    import pandas as pd
+
+    rows = [{"trial": t.number, "val_acc": t.user_attrs.get("val_acc"), "mflops": t.user_attrs["mflops"],
+             "params": t.user_attrs["params"], "latency_ms": t.user_attrs.get("latency_ms"),
+             "schedule": t.user_attrs["schedule"], "width": t.user_attrs["width"],
+             "se_count": t.user_attrs["se_count"], "baseline": t.user_attrs.get("baseline", "")}
+            for t in pareto_trials(study)]
+    return pd.DataFrame(rows, columns=["trial", "val_acc", "mflops", "params", "latency_ms", "schedule", "width",
+                                       "se_count", "baseline"])
+
+
+def format_pareto(table) -> str:
+    if table.empty:
+        return "no feasible completed trial yet: nothing on the Pareto front"
+    shown = table.assign(val_acc=(table.val_acc * 100).map("{:.2f}%".format),
+                         mflops=table.mflops.map("{:.2f}".format), params=table.params.map("{:,}".format),
+                         latency_ms=table.latency_ms.map("{:.2f}".format), width=table.width.map("{:g}".format))
+    shown = shown.rename(columns={"val_acc": "accuracy", "mflops": "MFLOPs", "latency_ms": "latency ms",
+                                  "se_count": "SE"})
+    return shown.to_string(index=False)
+
+
+class Progress:
+    """A tqdm bar on stderr: finished trials, feasible ones, best accuracy under budget, Pareto size."""
+
+    def __init__(self, total: int, initial: int, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=min(initial, total), desc="trials", unit="trial", file=sys.stderr,
+                        disable=not enabled, dynamic_ncols=True)
+        self.done = initial
+
+    def update(self, study) -> None:
+        trials = study.get_trials(deepcopy=False)
+        done = sum(1 for t in trials if t.state.name in FINISHED)
+        feasible = _feasible_complete(trials)
+        best = max((t.user_attrs.get("val_acc", 0.0) for t in feasible), default=None)
+        self.bar.set_postfix_str(f"feasible {len(feasible)}, best {'-' if best is None else f'{best:.2%}'}, "
+                                 f"pareto {len(pareto_trials(study)) if feasible else 0}")
+        self.bar.update(max(0, min(done, self.bar.total) - self.bar.n))
+        self.done = done
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+# -- running -----------------------------------------------------------------------------------------------------
+def _optimize(study, recipe: Recipe, artifacts: Path, total: int, timeout: float | None, cache: bool,
+              callbacks: Sequence = ()) -> None:
+    import optuna
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    from nasprune.search.objective import Objective
+    from nasprune.train import TrainingDiverged
+
+    objective = Objective(recipe, artifacts, cache=cache)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stop = MaxTrialsCallback(total, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    study.optimize(objective, timeout=timeout, callbacks=[stop, *callbacks], catch=(TrainingDiverged,),
+                   gc_after_trial=False)
+
+
+def _worker(recipe: Recipe, url: str, artifacts: str, index: int, threads: int, total: int,
+            timeout: float | None, cache: bool) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    study = open_study(recipe, url, Path(artifacts), worker=index)
+    try:
+        _optimize(study, recipe, Path(artifacts), total, timeout, cache)
+    except KeyboardInterrupt:  # the running trial is already marked FAIL by Optuna
+        sys.exit(130)
+
+
+def _run_workers(study, recipe: Recipe, url: str, artifacts: Path, opts: RunOptions, progress: Progress) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // opts.workers)
+    procs = [ctx.Process(target=_worker, args=(recipe, url, str(artifacts), i, threads, recipe.trials, opts.timeout,
+                                               opts.cache), daemon=False) for i in range(opts.workers)]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(1.0)
+            progress.update(study)
+    except KeyboardInterrupt:
+        for p in procs:
+            p.join(timeout=30)
+        raise
+    for p in procs:
+        p.join()
+    bad = [p.exitcode for p in procs if p.exitcode not in (0, None)]
+    if bad:
+        raise NaspruneError(f"{len(bad)} of {opts.workers} worker processes failed (exit codes {bad}); "
+                            "see their messages above")
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    study: Any
+    url: str
+    artifacts: Path
+    ran: int          # trials finished by this run
+    seconds: float
+
+
+def prepare(recipe: Recipe) -> tuple[str, Path, tuple[int, int]]:
+    """Storage URL, artifacts directory and dataset shape; checks the budget before anything starts."""
+    from nasprune.search.objective import data_shape
+
+    shape = data_shape(recipe)
+    check_budget(recipe, shape)
+    url = storage_url(recipe)
+    return url, artifacts_dir_for(recipe, url), shape
+
+
+def run_search(recipe: Recipe, opts: RunOptions = RunOptions()) -> SearchResult:
+    """Create or resume the study and run it until it holds ``recipe.trials`` finished trials."""
+    url, artifacts, shape = prepare(recipe)
+    study = open_study(recipe, url, artifacts)
+    if recipe.with_baselines:
+        enqueue_baselines(study, recipe, shape)
+    before = finished_count(study)
+    start = time.perf_counter()
+    progress = Progress(recipe.trials, before, opts.progress)
+    try:
+        if before < recipe.trials:
+            if opts.workers == 1:
+                _optimize(study, recipe, artifacts, recipe.trials, opts.timeout, opts.cache,
+                          callbacks=[lambda s, t: progress.update(s)])
+            else:
+                _run_workers(study, recipe, url, artifacts, opts, progress)
+        progress.update(study)
+    finally:
+        progress.close()
+    return SearchResult(study, url, artifacts, finished_count(study) - before, time.perf_counter() - start)

@@ -1,0 +1,56 @@
+"""A study's trials as one pandas table: the data behind ``nasprune trials`` (and its CSV and JSON)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+__all__ = ["trials_frame", "trials_records"]
+
+ATTRS = ("number", "state", "values", "params", "user_attrs", "datetime_start", "datetime_complete", "duration")
+
+
+def _objective_names(study) -> list[str]:
+    names = study.user_attrs.get("objectives")
+    return list(names) if names else [f"{i}" for i in range(len(study.directions))]
+
+
+def trials_frame(study, *, encode: bool = True):
+    """One row per trial; columns ``number, state, values_<objective>, constraint_<name>, params_<name>,
+    user_attrs_<key>, duration_s``. With ``encode``, list and dict attributes become JSON strings (for CSV)."""
+    frame = study.trials_dataframe(attrs=ATTRS, multi_index=False)
+    if frame.empty:
+        return frame
+    names = _objective_names(study)
+    frame = frame.rename(columns={f"values_{i}": f"values_{n}" for i, n in enumerate(names)})
+    if "values" in frame.columns:  # a single-objective study
+        frame = frame.rename(columns={"values": f"values_{names[0]}"})
+    trials = study.get_trials(deepcopy=False)
+    keys = sorted({k for t in trials for k in t.constraints})
+    position = frame.columns.get_loc(f"values_{names[-1]}") + 1 if f"values_{names[-1]}" in frame else 2
+    for key in reversed(keys):
+        frame.insert(position, f"constraint_{key}", [t.constraints.get(key, math.nan) for t in trials])
+    if "duration" in frame.columns:
+        frame["duration"] = frame["duration"].dt.total_seconds()
+        frame = frame.rename(columns={"duration": "duration_s"})
+    if encode:
+        for col in frame.columns:
+            frame[col] = frame[col].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
+    return frame.reset_index(drop=True)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "isoformat"):
+        return None if str(value) == "NaT" else value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def trials_records(study) -> list[dict[str, Any]]:
+    """The same table as JSON-able records (attributes keep their list and dict values)."""
+    frame = trials_frame(study, encode=False)
+    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
