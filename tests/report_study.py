@@ -17,6 +17,8 @@ front: 0.70 * (25 - 12) + 0.83 * (38 - 25) + 0.85 * (39.5 - 38) + 0.86 * (40 - 3
 
 from __future__ import annotations
 
+import warnings
+
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
@@ -111,7 +113,9 @@ def create_study(storage: str, name: str = STUDY, numbers=range(10)) -> optuna.S
     study = optuna.create_study(study_name=name, storage=storage, directions=["maximize", "minimize"])
     study.set_user_attr("budget_mflops", BUDGET)
     study.set_user_attr("objectives", ["val_acc", "mflops"])
-    study.set_metric_names(["val_acc", "mflops"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["val_acc", "mflops"])
     for number in numbers:
         study.add_trial(make_trial(number))
     return study

@@ -1,0 +1,113 @@
+"""``nasprune dashboard``: served on loopback, it shows trials that the search adds while it runs."""
+
+from __future__ import annotations
+
+import html
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import optuna
+import pytest
+from report_study import create_study, make_trial
+
+from nasprune.cli import main
+from nasprune.report.dashboard import PLOTLY_PATH, DashboardConfig, make_server
+
+
+def _get(url: str) -> tuple[int, str, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+
+
+@pytest.fixture()
+def served(tmp_path):
+    """A dashboard on a free port for a study that has two trained trials so far."""
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    create_study(url, name="live", numbers=[0, 1])
+    server = make_server(DashboardConfig(study_name="live", storage_url=url, port=0, refresh_s=5))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, url
+    server.shutdown()
+    server.server_close()
+
+
+def _pareto_trials(page: str) -> list[int]:
+    return [int(n) for n in re.findall(r"nasprune export --study live --trial (\d+)", page)]
+
+
+def test_dashboard_shows_trials_added_while_it_runs(served, tmp_path):
+    server, url = served
+    assert server.url.startswith("http://127.0.0.1:")
+    status, content_type, page = _get(server.url)
+    assert status == 200 and content_type.startswith("text/html")
+    assert '<meta http-equiv="refresh" content="5">' in page and f'<script src="{PLOTLY_PATH}">' in page
+    assert "<b>2</b>finished trials" in page and _pareto_trials(page) == [0, 1]
+
+    # A search worker adds a trial that dominates trial 0 (trial 6 of the fixture: 0.83 at 25 MFLOPs).
+    writer = optuna.load_study(study_name="live", storage=url)
+    writer.add_trial(make_trial(6))
+    page = _get(server.url)[2]
+    assert "<b>3</b>finished trials" in page and _pareto_trials(page) == [2, 1]
+
+    # The dashboard holds no lock between requests: a writer commits at once.
+    conn = sqlite3.connect(tmp_path / "live.db", timeout=0.1)
+    conn.execute("UPDATE studies SET study_name = study_name")
+    conn.commit()
+    conn.close()
+
+
+def test_plotly_is_served_once_and_cached(served):
+    server, _ = served
+    status, content_type, body = _get(server.url.rstrip("/") + PLOTLY_PATH)
+    assert status == 200 and content_type.startswith("application/javascript") and len(body) > 1_000_000
+    assert _get(server.url + "nothing")[0] == 404
+
+
+def test_waiting_page_before_the_first_completed_trial(tmp_path):
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    create_study(url, name="new", numbers=[])
+    server = make_server(DashboardConfig(study_name="new", storage_url=url, port=0, refresh_s=3))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        page = html.unescape(_get(server.url)[2])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "study 'new' has no completed trials yet" in page and 'content="3"' in page
+
+
+def test_unknown_study_is_one_line_exit_2(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    create_study(url, name="there", numbers=[])
+    assert main(["dashboard", "--study", "missing", "--storage", url, "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no study 'missing'" in err and "studies there: there" in err
+
+
+def test_cli_serves_until_ctrl_c(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    create_study(url, name="cli", numbers=[0, 1, 4])
+    process = subprocess.Popen([sys.executable, "-m", "nasprune.cli", "dashboard", "--study", "cli", "--storage", url,
+                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()
+        served_at = re.search(r"at (http://127\.0\.0\.1:\d+/) \(Ctrl-C to stop\)", first)
+        assert served_at, first
+        assert "nasprune export --study cli --trial 2" in _get(served_at.group(1))[2]
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0 and "dashboard stopped" in out and err == ""

@@ -1,0 +1,157 @@
+"""The report's tables against a hand-built study whose Pareto front and hypervolume are known exactly."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from optuna.study import StudyDirection
+from report_study import BUDGET, FINAL_HYPERVOLUME, OVER_BUDGET, PARETO, TRAINED, create_study, feature_sizes
+
+from nasprune.errors import NaspruneError
+from nasprune.report import build_sections, build_tables, hypervolume_2d, pareto_mask
+
+MAX, MIN = StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> optuna.Study:
+    return create_study(f"sqlite:///{tmp_path_factory.mktemp('report') / 'demo.db'}")
+
+
+@pytest.fixture(scope="module")
+def tables(study):
+    return build_tables(study)
+
+
+def test_trials_table_has_every_finished_trial_with_its_status(tables):
+    trials = tables.trials.set_index("number")
+    assert list(trials.index) == [0, 1, 2, 3, 4, 5, 6, 7, 9]  # 8 failed
+    expected = {0: "dominated", 1: "pareto", 2: "dominated", 3: "over budget", 4: "pareto", 5: "stopped early",
+                6: "pareto", 7: "pareto", 9: "over budget"}
+    assert trials["status"].to_dict() == expected
+    assert set(trials.index[~trials["feasible"]]) == set(OVER_BUDGET)
+    assert trials.loc[3, "constraint"] == pytest.approx(55.0 - BUDGET)
+    assert trials.loc[0, "baseline"] == "fd_mobilenet" and trials.loc[7, "baseline"] == "mobilenet_v1"
+    assert (trials.drop(index=[0, 7])["baseline"] == "").all()
+
+
+def test_accuracy_and_cost_columns(tables):
+    trials = tables.trials.set_index("number")
+    for number, (acc, mflops, width, schedule, *_rest) in TRAINED.items():
+        row = trials.loc[number]
+        assert (row["val_acc"], row["mflops"], row["width"], row["schedule"]) == (acc, mflops, width, schedule)
+        assert row["macs"] == round(mflops * 1e6) and row["params"] == 100_000 + 1000 * number
+    assert math.isnan(trials.loc[3, "val_acc"]) and math.isnan(trials.loc[9, "val_acc"])  # never trained
+    assert trials.loc[5, "val_acc"] == 0.6  # the pruner-stopped trial's last reported accuracy
+    assert trials.loc[1, "se_count"] == 2 and trials.loc[1, "se_blocks"] == "4 5"
+    assert trials.loc[1, "downsample_layers"] == "1 3 5"
+
+
+def test_pareto_table_sorted_by_cost_with_export_commands(tables):
+    assert tables.pareto["number"].tolist() == PARETO
+    assert tables.pareto["mflops"].tolist() == [12.0, 25.0, 38.0, 39.5]
+    assert tables.pareto["export"].tolist() == [f"nasprune export --study demo --trial {n}" for n in PARETO]
+    assert (tables.pareto["mflops"] <= BUDGET).all()
+
+
+def test_export_commands_repeat_a_given_storage(study):
+    pareto = build_tables(study, storage_arg="sqlite:///my dir/s.db").pareto
+    assert pareto["export"].iloc[0] == "nasprune export --study demo --trial 4 --storage 'sqlite:///my dir/s.db'"
+
+
+def test_budget_objectives_and_reference(tables):
+    assert tables.budget_mflops == BUDGET and tables.reference_mflops == BUDGET
+    assert tables.objectives == ("val_acc", "mflops")
+
+
+def test_hypervolume_grows_to_the_hand_computed_area(tables):
+    hv = tables.hypervolume.set_index("number")["hypervolume"]
+    assert list(hv.index) == tables.trials["number"].tolist()
+    assert hv.loc[0] == pytest.approx(0.80 * (BUDGET - 30.0) / BUDGET)
+    assert hv.loc[1] == pytest.approx((0.80 * 8 + 0.85 * 2) / BUDGET)
+    assert hv.loc[3] == hv.loc[2] == hv.loc[1]  # dominated and over-budget trials add nothing
+    assert hv.iloc[-1] == pytest.approx(FINAL_HYPERVOLUME)
+    assert (np.diff(hv.to_numpy()) >= 0).all()
+
+
+def test_layers_and_features_of_the_pareto_trials(tables):
+    assert tables.layers["number"].tolist() == [n for n in PARETO for _ in range(2)]
+    row = tables.layers[(tables.layers["number"] == 4) & (tables.layers["layer"] == "blocks.3.conv_pw")].iloc[0]
+    assert (row["before"], row["after"], row["kept"]) == (64, 16, 0.25)  # width 0.5, ratio 0.75
+    full = tables.layers[tables.layers["number"] == 7]
+    assert (full["before"] == full["after"]).all()  # the unpruned baseline
+    features = tables.features
+    for number in PARETO:
+        rows = features[features["number"] == number]
+        schedule = TRAINED[number][3]
+        assert rows["size"].tolist() == feature_sizes(schedule)
+        assert rows["layer"].tolist() == ["stem"] + [f"block {i}" for i in range(6)]
+        se = [4, 5] if TRAINED[number][4] else []
+        assert rows.loc[rows["se"], "position"].tolist() == [b + 1 for b in se]
+    assert features.loc[(features["number"] == 4) & features["downsample"], "layer"].tolist() == \
+        ["block 0", "block 1", "block 3"]
+
+
+def test_importance_covers_every_parameter_per_target(tables):
+    assert tables.importance_note is None
+    imp = tables.importance
+    assert imp["target"].unique().tolist() == ["pareto", "val_acc", "mflops"]
+    for _, rows in imp.groupby("target"):
+        assert sorted(rows["param"]) == ["ratio_1", "ratio_3", "schedule", "se_last", "width"]
+        assert rows["importance"].sum() == pytest.approx(1.0)
+
+
+def test_csv_round_trip(tables, tmp_path):
+    paths = tables.to_csv(tmp_path / "csv")
+    assert [p.name for p in paths] == [f"demo_{name}.csv" for name in tables.frames()]
+    back = pd.read_csv(tmp_path / "csv" / "demo_pareto.csv")
+    assert back["number"].tolist() == PARETO and back["export"].tolist() == tables.pareto["export"].tolist()
+    assert pd.read_csv(paths[2])["hypervolume"].iloc[-1] == pytest.approx(FINAL_HYPERVOLUME)
+
+
+def test_no_completed_trial_is_an_error(tmp_path):
+    study = create_study(f"sqlite:///{tmp_path / 'x.db'}", name="empty", numbers=[8, 5])  # failed, pruned
+    with pytest.raises(NaspruneError, match=r"study 'empty' has no completed trials yet \(1 fail, 1 pruned\)"):
+        build_tables(study)
+
+
+def test_too_few_trials_become_notes_not_errors(tmp_path):
+    study = create_study(f"sqlite:///{tmp_path / 'x.db'}", name="one", numbers=[4, 3])  # one trained trial
+    tables = build_tables(study)
+    assert tables.pareto["number"].tolist() == [0]  # renumbered: trial 4 of the fixture is trial 0 here
+    assert tables.importance.empty and "at least 2 completed feasible trials" in tables.importance_note
+    sections = {s.key: s for s in build_sections(tables, study)}
+    assert sections["importance"].figure is None and sections["parallel"].figure is None
+    assert sections["pareto_front"].figure is not None and sections["parallel"].note
+
+
+@pytest.mark.parametrize(("values", "directions", "expected"), [
+    ([[0.9, 10], [0.8, 10], [0.9, 5], [0.95, 20]], [MAX, MIN], [False, False, True, True]),
+    ([[0.5, 1], [0.5, 1]], [MAX, MIN], [True, True]),  # duplicates do not dominate each other
+    ([[1, 1, 1], [0, 0, 2], [1, 1, 2]], [MIN, MIN, MIN], [True, True, False]),
+])
+def test_pareto_mask(values, directions, expected):
+    assert pareto_mask(np.array(values, dtype=float), directions).tolist() == expected
+
+
+def test_hypervolume_2d_closed_form():
+    assert hypervolume_2d([0.5], [10.0], 40.0) == pytest.approx(15.0)
+    assert hypervolume_2d([0.5, 0.8], [10.0, 20.0], 40.0) == pytest.approx(0.5 * 10 + 0.8 * 20)
+    assert hypervolume_2d([0.9, 0.8], [50.0, math.nan], 40.0) == 0.0  # beyond the reference, or unknown
+    assert hypervolume_2d([0.6, 0.5], [10.0, 20.0], 40.0) == pytest.approx(0.6 * 30)  # the 2nd is dominated
+
+
+def test_figures_hold_one_point_per_row(tables, study):
+    sections = {s.key: s for s in build_sections(tables, study)}
+    front = sections["pareto_front"].figure
+    assert sum(len(t.x) for t in front.data) == len(tables.trials) + len(tables.pareto)
+    assert [t.name for t in front.data][-1] == "over budget (not trained)"
+    assert sorted(front.data[-1].x) == [47.0, 55.0]
+    channels = sections["channels"].figure
+    assert sum(len(t.y) for t in channels.data) == 2 * len(tables.layers)
+    resolution = sections["resolution"].figure
+    assert sum(len(t.x) for t in resolution.data) == len(tables.features) + int(tables.features["se"].sum())
