@@ -11,7 +11,7 @@ TORCH_PIN=${NASPRUNE_TORCH:-torch==2.13.0}
 
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && [ "${NASPRUNE_SKIP_APT:-0}" != 1 ]; then
     want=""
-    for pkg in dataset-fashion-mnist chromium postgresql; do
+    for pkg in dataset-fashion-mnist chromium chromium-driver postgresql; do
         dpkg -s "$pkg" >/dev/null 2>&1 || want="$want $pkg"
     done
     if [ -n "$want" ]; then
