@@ -97,7 +97,7 @@ def dws_network(
         raise SpecError(f"se has {len(se)} entries: expected one per block ({len(stages)})")
     stem_out = max(1, int(stem_channels * width))
     blocks, c_in = [], stem_out
-    for stage, with_se in zip(stages, se):
+    for stage, with_se in zip(stages, se, strict=True):
         c_out = max(1, int(stage.out_channels * width))
         blocks.append(DWSBlockSpec(
             in_channels=c_in, out_channels=c_out, stride=stage.stride,
@@ -111,6 +111,7 @@ def dws_network(
 
 
 def _width_tag(width: float) -> str:
+    _check_width(width)  # before formatting: a bad width must give the SpecError, not a format error
     return f"{width:g}"
 
 
