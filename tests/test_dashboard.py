@@ -56,8 +56,10 @@ def test_dashboard_shows_trials_added_while_it_runs(served, tmp_path):
     # A search worker adds a trial that dominates trial 0 (trial 6 of the fixture: 0.83 at 25 MFLOPs).
     writer = optuna.load_study(study_name="live", storage=url)
     writer.add_trial(make_trial(6))
+    writer.ask()  # and starts another one
     page = _get(server.url)[2]
     assert "<b>3</b>finished trials" in page and _pareto_trials(page) == [2, 1]
+    assert "<b>1</b>running or waiting" in page
 
     # The dashboard holds no lock between requests: a writer commits at once.
     conn = sqlite3.connect(tmp_path / "live.db", timeout=0.1)

@@ -37,6 +37,7 @@ def test_trials_table_has_every_finished_trial_with_its_status(tables):
     assert trials.loc[3, "constraint"] == pytest.approx(55.0 - BUDGET)
     assert trials.loc[0, "baseline"] == "fd_mobilenet" and trials.loc[7, "baseline"] == "mobilenet_v1"
     assert (trials.drop(index=[0, 7])["baseline"] == "").all()
+    assert tables.state_counts == {"COMPLETE": 8, "PRUNED": 1, "FAIL": 1}
 
 
 def test_accuracy_and_cost_columns(tables):

@@ -83,6 +83,9 @@ def _summary(tables: ReportTables) -> str:
         _stat("Pareto-optimal", str(len(tables.pareto))),
         _stat("budget", f"{tables.budget_mflops:g} MFLOPs" if tables.budget_mflops is not None else "none"),
     ]
+    running = tables.state_counts.get("RUNNING", 0) + tables.state_counts.get("WAITING", 0)
+    if running:
+        stats.append(_stat("running or waiting", str(running)))
     if best is not None:
         stats.append(_stat(f"best accuracy within budget (trial {int(best['number'])}, "
                            f"{best['mflops']:.1f} MFLOPs)", f"{best['val_acc']:.2%}"))

@@ -54,6 +54,7 @@ class ReportTables:
         importance: ``target, param, importance`` (Optuna's default evaluator on the trained feasible trials;
             target ``pareto`` is the joint multi-objective importance, the others one objective each).
         importance_note: why ``importance`` is empty, or ``None``.
+        state_counts: trials per Optuna state name (``RUNNING`` and ``FAIL`` included), as read.
     """
 
     study_name: str
@@ -67,6 +68,7 @@ class ReportTables:
     reference_mflops: float
     importance: pd.DataFrame
     importance_note: str | None
+    state_counts: dict[str, int]
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """The tables by name, in the order ``to_csv`` writes them."""
@@ -112,7 +114,7 @@ def build_tables(study: optuna.Study, *, storage_arg: str | None = None) -> Repo
         study_name=study.study_name, budget_mflops=budget, objectives=objectives, trials=trials,
         pareto=pareto, hypervolume=_hypervolume_frame(trials, reference), layers=_layers_frame(pareto_trials),
         features=_features_frame(pareto_trials), reference_mflops=reference, importance=importance,
-        importance_note=note,
+        importance_note=note, state_counts={s.name: n for s, n in _state_counts(all_trials).items()},
     )
 
 
