@@ -130,6 +130,17 @@ def test_too_few_trials_become_notes_not_errors(tmp_path):
     assert sections["pareto_front"].figure is not None and sections["parallel"].note
 
 
+def test_only_over_budget_trials_so_far(tmp_path):
+    study = create_study(f"sqlite:///{tmp_path / 'x.db'}", name="over", numbers=[3, 9])
+    tables = build_tables(study)
+    assert tables.trials["status"].tolist() == ["over budget", "over budget"]
+    assert tables.pareto.empty and tables.layers.empty and tables.features.empty
+    assert tables.hypervolume["hypervolume"].tolist() == [0.0, 0.0]
+    sections = {s.key: s for s in build_sections(tables, study)}
+    assert sections["channels"].note and sections["resolution"].note and sections["importance"].note
+    assert sum(len(t.x) for t in sections["pareto_front"].figure.data) == 2
+
+
 @pytest.mark.parametrize(("values", "directions", "expected"), [
     ([[0.9, 10], [0.8, 10], [0.9, 5], [0.95, 20]], [MAX, MIN], [False, False, True, True]),
     ([[0.5, 1], [0.5, 1]], [MAX, MIN], [True, True]),  # duplicates do not dominate each other

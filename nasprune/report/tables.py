@@ -182,8 +182,8 @@ def _trials_frame(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirec
     frame = pd.DataFrame([_trial_row(t) for t in trials], columns=[c for c in TRIAL_COLUMNS
                                                                    if c not in ("status", "pareto")])
     candidates = [t for t in trials if t.state == TrialState.COMPLETE and _feasible(t) and t.values]
-    mask = pareto_mask(np.array([t.values for t in candidates], dtype=float).reshape(len(candidates), -1),
-                       directions)
+    values = np.array([t.values for t in candidates], dtype=float).reshape(len(candidates), len(directions))
+    mask = pareto_mask(values, directions)
     optimal = {t.number for t, m in zip(candidates, mask, strict=True) if m}
     frame["pareto"] = frame["number"].isin(optimal)
     frame["status"] = [_status(row) for row in frame.itertuples()]
