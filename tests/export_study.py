@@ -17,6 +17,10 @@ Trials (budget ``BUDGET`` MFLOPs):
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -160,3 +164,16 @@ def make_study(root: Path) -> StudyInfo:
     ]
     study.add_trials(trials)
     return StudyInfo(url, artifacts, model_a, acc_a)
+
+
+@functools.cache
+def shared_study() -> StudyInfo:
+    """One study per test process (the export tests only read it); removed at exit."""
+    root = Path(tempfile.mkdtemp(prefix="nasprune-export-study-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # a busy 2-core machine: one intra-op thread trains 20x faster than two
+    try:
+        return make_study(root)
+    finally:
+        torch.set_num_threads(previous)

@@ -22,7 +22,7 @@ from export_study import (
     STUDY,
     TRAIN,
     accuracy,
-    make_study,
+    shared_study,
 )
 from optuna.trial import TrialState, create_trial
 
@@ -124,9 +124,9 @@ def test_select_reads_old_list_constraints_and_feasible_attr():
 # -- formats and the model card on a real trained child ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    info = make_study(root)
-    result = export(ExportConfig(study=STUDY, storage=info.url, out=root / "out", latency_runs=3))
+    info = shared_study()
+    out = tmp_path_factory.mktemp("export") / "out"
+    result = export(ExportConfig(study=STUDY, storage=info.url, out=out, latency_runs=3))
     return info, result
 
 
@@ -134,7 +134,7 @@ def test_export_writes_every_file_and_nothing_else(exported):
     info, result = exported
     names = sorted(p.name for p in result.out.iterdir())
     assert names == sorted(["arch.json", "model.pt", "model.ts", "model.onnx", "MODEL_CARD.md", "export.json"])
-    assert sorted(p.name for p in result.out.parent.iterdir()) == ["artifacts", "out", "studies"]  # no staging left
+    assert [p.name for p in result.out.parent.iterdir()] == ["out"]  # no staging directory left
     assert result.selection.trial.number == 0
 
 

@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="artifact store directory holding the checkpoints (default: the study's artifacts_dir)")
     p.add_argument("--latency-runs", type=_runs, default=30, metavar="N",
                    help="timed forward passes per latency figure in the card (0: skip; default 30)")
+    p.add_argument("--onnx-exporter", choices=("dynamo", "legacy"), default="dynamo",
+                   help="torch.onnx exporter: dynamo (torch.export-based, current; default) or legacy "
+                        "(TorchScript-based, deprecated, much faster)")
     p.set_defaults(func=run)
 
 
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
     config = ExportConfig(study=args.study, storage=args.storage, trial=args.trial, budget_mflops=args.budget,
                           formats=parse_formats(args.format), out=args.out, force=args.force,
-                          artifacts=args.artifacts, latency_runs=args.latency_runs)
+                          artifacts=args.artifacts, latency_runs=args.latency_runs,
+                          onnx_exporter=args.onnx_exporter)
     result = export(config, log=print)
     for row in result.latency:
         print(f"  latency     {row.runtime} {row.resolution}x{row.resolution}: {row.median_ms:.3f} ms (batch 1)")

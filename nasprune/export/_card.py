@@ -124,6 +124,7 @@ def recipe_value(recipe: Mapping[str, Any], *paths: str) -> Any:
 
 def retrain_command(arch_path: str, source: TrialSource, seed: Any = None) -> str:
     """``nasprune train ARCH --resolution R ...`` with the study recipe's data and training options."""
+    seed = seed if seed is not None else recipe_value(source.recipe, "seed", "train.seed", "finetune.seed")
     parts = ["nasprune", "train", arch_path, "--resolution", str(source.train_resolution)]
     for option, paths in RETRAIN_OPTIONS:
         value = recipe_value(source.recipe, *paths)
@@ -251,7 +252,8 @@ def _checks(info: CardInfo) -> list[str]:
     if "onnx" in c:
         cases = ", ".join(f"batch {k['batch']} @{k['resolution']}: {k['max_abs_diff']:.3g}"
                           for k in c["onnx"]["cases"])
-        lines.append(f"- `model.onnx` (opset {c['onnx']['opset']}), onnxruntime vs PyTorch on random inputs, "
+        lines.append(f"- `model.onnx` (opset {c['onnx']['opset']}, {c['onnx']['exporter']} exporter), onnxruntime "
+                     "vs PyTorch on random inputs, "
                      f"max abs difference: {cases} (required <= 1e-4).")
     return lines or ["No files with weights were exported."]
 

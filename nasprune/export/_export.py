@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nasprune.errors import NaspruneError
 from nasprune.export._card import LatencyRow, card_info, render_card, retrain_command
 from nasprune.export._formats import FORMATS, ExportContext, dumps, parse_formats
 from nasprune.export._outdir import check_target, staged_directory
@@ -37,6 +38,7 @@ class ExportConfig:
         artifacts: the artifact store directory, if not the study's ``artifacts_dir``.
         latency_runs: timed forward passes per latency figure (0 = do not measure).
         tolerance: largest accepted abs difference between an exported file's outputs and PyTorch's.
+        onnx_exporter: ``dynamo`` (torch.export-based, current) or ``legacy`` (TorchScript-based, fast).
     """
 
     study: str
@@ -49,6 +51,7 @@ class ExportConfig:
     artifacts: str | Path | None = None
     latency_runs: int = 30
     tolerance: float = 1e-4
+    onnx_exporter: str = "dynamo"
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,8 @@ def _describe_check(name: str, filename: str, check: dict[str, Any], ctx: Export
                 f"{check['resolution']}x{check['resolution']} {same}")
     if name == "onnx":
         cases = ", ".join(f"b{c['batch']}@{c['resolution']} {c['max_abs_diff']:.2e}" for c in check["cases"])
-        return (f"  {filename:<11} opset {check['opset']}, onnxruntime vs PyTorch max abs diff "
+        return (f"  {filename:<11} opset {check['opset']} ({check['exporter']} exporter), onnxruntime vs PyTorch "
+                f"max abs diff "
                 f"{check['max_abs_diff']:.2e} <= {ctx.tolerance:g} ({cases})")
     return f"  {filename:<11} reloaded, max abs diff {check['max_abs_diff']:.2e}"
 
@@ -148,10 +152,14 @@ def export(config: ExportConfig, *, log: Callable[[str], None] | None = None) ->
         NaspruneError: bad study, trial, budget, format or output directory, missing weights, or an exported
             file that does not reproduce the trained model within ``config.tolerance``.
     """
+    from nasprune.export._onnx import ONNX_EXPORTERS
     from nasprune.storage import default_storage_url, load_study
 
     log = log or (lambda _line: None)
     formats = parse_formats(config.formats)
+    if config.onnx_exporter not in ONNX_EXPORTERS:
+        raise NaspruneError(f"--onnx-exporter {config.onnx_exporter!r} is invalid: expected one of "
+                            f"{', '.join(ONNX_EXPORTERS)}")
     config = _with(config, formats=formats)
     url = config.storage or default_storage_url(config.study)
     study = load_study(config.study, url)
@@ -165,7 +173,7 @@ def export(config: ExportConfig, *, log: Callable[[str], None] | None = None) ->
         if any(FORMATS[n].needs_weights for n in formats):
             retrain = retrain_command(str(out / "arch.json"), source)
             model = load_trained_model(source, artifacts_dir(source, config.artifacts), staging, retrain)
-        ctx = ExportContext(source=source, model=model, tolerance=config.tolerance)
+        ctx = ExportContext(source=source, model=model, tolerance=config.tolerance, onnx_exporter=config.onnx_exporter)
         _write_all(ctx, config, staging, log)
         latency = _measure_latency(ctx, config.latency_runs)
         _write_card(ctx, config, selection, staging, out, latency)

@@ -38,6 +38,7 @@ class ExportContext:
     model: NasNet | None
     tolerance: float = 1e-4
     seed: int = 0
+    onnx_exporter: str = "dynamo"
     onnx_session: Any = None  # set by the onnx writer, reused for the card's latency
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -156,13 +157,13 @@ def _write_torchscript(ctx: ExportContext, path: Path) -> dict[str, Any]:
 def _write_onnx(ctx: ExportContext, path: Path) -> dict[str, Any]:
     from nasprune.export._onnx import compare_onnx, export_onnx, onnx_opset, ort_session
 
-    export_onnx(ctx.model, path, ctx.source.train_resolution)
+    export_onnx(ctx.model, path, ctx.source.train_resolution, ctx.onnx_exporter)
     opset = onnx_opset(path)
     ctx.onnx_session = ort_session(path)
     checks = compare_onnx(ctx.model, ctx.onnx_session, _shapes(ctx), seed=ctx.seed)
     diff = max(c.max_abs_diff for c in checks)
     _require_close("model.onnx (onnxruntime)", diff, ctx.tolerance)
-    return {"opset": opset, "max_abs_diff": diff, "cases": [c._asdict() for c in checks]}
+    return {"opset": opset, "exporter": ctx.onnx_exporter, "max_abs_diff": diff, "cases": [c._asdict() for c in checks]}
 
 
 for _fmt in (

@@ -6,7 +6,7 @@ import logging
 import statistics
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
     from nasprune.builder import NasNet
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "OnnxCheck", "compare_onnx", "export_onnx", "onnx_opset", "ort_latency",
-           "ort_session"]
+__all__ = ["INPUT_NAME", "ONNX_EXPORTERS", "OUTPUT_NAME", "OnnxCheck", "compare_onnx", "export_onnx", "onnx_opset",
+           "ort_latency", "ort_session"]
 
 INPUT_NAME = "input"  # N x C x H x W, float32, normalised like the training data
 OUTPUT_NAME = "logits"  # N x classes
@@ -33,28 +33,56 @@ class OnnxCheck(NamedTuple):
     max_abs_diff: float
 
 
-def export_onnx(model: NasNet, path: Path, resolution: int) -> None:
-    """Write ``model`` (eval mode) to ``path`` with dynamic batch, height and width axes.
-
-    The example input has batch 2 (``torch.export`` would specialise a batch of 1) at ``resolution``; the
-    opset is the exporter's default. Weights are stored inside the one file.
-    """
+def _dynamo_export(model: NasNet, example: torch.Tensor, path: Path) -> None:
     import torch
 
     dims = {0: torch.export.Dim("batch"), 2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
+    torch.onnx.export(model, (example,), str(path), dynamo=True, verbose=False, input_names=[INPUT_NAME],
+                      output_names=[OUTPUT_NAME], external_data=False, dynamic_shapes={"x": dims})
+
+
+def _legacy_export(model: NasNet, example: torch.Tensor, path: Path) -> None:
+    import torch
+
+    axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch"}}
+    torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=[INPUT_NAME],
+                      output_names=[OUTPUT_NAME], dynamic_axes=axes, opset_version=LEGACY_OPSET)
+
+
+# torch.onnx's two exporters: "dynamo" (torch.export-based, the default since torch 2.9; 3-15 s for a tiny
+# network on a busy 2-core machine) and "legacy" (TorchScript-based, deprecated but well under a second).
+ONNX_EXPORTERS: dict[str, Callable[[NasNet, torch.Tensor, Path], None]] = {
+    "dynamo": _dynamo_export,
+    "legacy": _legacy_export,
+}
+LEGACY_OPSET = 20  # what the dynamo exporter writes by default, so both give the same opset
+
+
+def export_onnx(model: NasNet, path: Path, resolution: int, exporter: str = "dynamo") -> None:
+    """Write ``model`` (eval mode) to ``path`` with dynamic batch, height and width axes.
+
+    The example input has batch 2 (``torch.export`` would specialise a batch of 1) at ``resolution``. Weights
+    are stored inside the one file.
+
+    Raises:
+        NaspruneError: an unknown ``exporter`` or a failed export (one line).
+    """
+    import torch
+
+    if exporter not in ONNX_EXPORTERS:
+        raise NaspruneError(f"ONNX exporter {exporter!r} is invalid: expected one of {', '.join(ONNX_EXPORTERS)}")
     example = torch.zeros(2, model.spec.in_channels, resolution, resolution)
     logger = logging.getLogger("torch.onnx")
     level = logger.level
     logger.setLevel(logging.ERROR)  # "torchvision is not installed" notices
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecation chatter from torch.export internals
+        warnings.simplefilter("ignore")  # deprecation notices from torch.export internals / the legacy exporter
         try:
-            torch.onnx.export(model.eval(), (example,), str(path), dynamo=True, verbose=False,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], external_data=False,
-                              dynamic_shapes={"x": dims})
-        except Exception as exc:  # the exporter raises many kinds; a user can only report it
-            raise NaspruneError(f"ONNX export of {model.spec.name!r} failed: {type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+            ONNX_EXPORTERS[exporter](model.eval(), example, path)
+        except Exception as exc:  # the exporters raise many kinds; a user can only report it
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise NaspruneError(f"ONNX export ({exporter}) of {model.spec.name!r} failed: "
+                                f"{type(exc).__name__}: {first}") from None
         finally:
             logger.setLevel(level)
 

@@ -1,0 +1,190 @@
+"""``nasprune export`` at the command line: what it prints, where it writes, and one-line errors (exit 2)
+that leave nothing half-written behind."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from export_study import BUDGET, COST_A, COST_B, DEPLOY, STUDY, TRAIN, shared_study
+from optuna.trial import create_trial
+
+from nasprune.checkpoint import load
+from nasprune.cli import main
+from nasprune.spec import ArchSpec
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def study():
+    return shared_study()
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["export", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_export_best_prints_the_checks(study, tmp_path, capsys):
+    out = tmp_path / "best"
+    code, stdout, stderr = run(capsys, "--study", STUDY, "--storage", study.url, "--out", str(out),
+                               "--onnx-exporter", "legacy", "--latency-runs", "2")
+    print(stdout)
+    assert code == 0, stderr
+    assert stdout.startswith("trial 0 of study 'tiny': most accurate of 4 feasible trials; val acc "
+                             f"{100 * study.val_acc_a:.2f} %, {COST_A.mflops:.2f} MFLOPs at 224x224\n")
+    assert f"arch.json   {COST_A.macs:,} MACs, {COST_A.params:,} params at 224x224 = the trial's record" in stdout
+    diff = float(re.search(r"model.onnx  opset \d+ \(legacy exporter\), onnxruntime vs PyTorch max abs diff "
+                           r"(\S+) <= 0.0001", stdout).group(1))
+    assert diff <= 1e-4
+    assert stdout.rstrip().endswith(f"exported trial 0 to {out}/ (arch.json, model.pt, model.ts, model.onnx, "
+                                    "MODEL_CARD.md, export.json)")
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["arch.json", "model.pt", "model.ts", "model.onnx", "MODEL_CARD.md", "export.json"])
+
+
+def test_default_out_is_reports_export_study_trial(study, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, _, stderr = run(capsys, "--study", STUDY, "--storage", study.url, "--trial", "knee", "--format", "json",
+                          "--latency-runs", "0")
+    assert code == 0, stderr
+    out = tmp_path / "reports" / "export" / "tiny-trial0"  # a front of two trials: its most accurate one
+    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "arch.json", "export.json"]
+    assert sorted(p.name for p in (tmp_path / "reports" / "export").iterdir()) == ["tiny-trial0"]
+
+
+def test_tighter_budget_exports_the_spec_without_weights(study, tmp_path, capsys):
+    out = tmp_path / "small"
+    budget = f"{(COST_A.mflops + COST_B.mflops) / 2:.3f}"
+    code, stdout, stderr = run(capsys, "--study", STUDY, "--storage", study.url, "--budget", budget,
+                               "--format", "json", "--out", str(out), "--latency-runs", "0")
+    assert code == 0, stderr
+    assert stdout.startswith("trial 1 of study 'tiny'")
+    assert ArchSpec.from_json((out / "arch.json").read_text()).to_dict() == \
+        optuna.load_study(study_name=STUDY, storage=study.url).trials[1].user_attrs["child_spec"]
+
+
+def test_checkpoint_saved_at_deploy_resolution_exports_at_train_resolution(study, tmp_path, capsys):
+    out = tmp_path / "t5"
+    code, _, stderr = run(capsys, "--study", STUDY, "--storage", study.url, "--trial", "5", "--format", "pt,json",
+                          "--out", str(out), "--latency-runs", "0")
+    assert code == 0, stderr
+    model = load(out / "model.pt")
+    assert model.spec.resolution == TRAIN and model.metadata["deploy_resolution"] == DEPLOY
+    for key, value in study.model_a.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_force_replaces_a_non_empty_out(study, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    argv = ("--study", STUDY, "--storage", study.url, "--format", "json", "--out", str(out), "--latency-runs", "0")
+    code, stdout, stderr = run(capsys, *argv)
+    assert code == 2 and stdout == ""
+    assert stderr == (f"nasprune: error: --out '{out}' exists and is not empty: pass --force to replace it, or "
+                      "choose another directory\n")
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    code, _, stderr = run(capsys, *argv, "--force")
+    assert code == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["MODEL_CARD.md", "arch.json", "export.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.fixture(scope="module")
+def nothing_feasible(tmp_path_factory):
+    """A second storage whose only completed trial is over budget."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('nothing') / 'nothing.db'}"
+    s = optuna.create_study(study_name="nothing", storage=url, directions=["maximize", "minimize"])
+    s.set_user_attr("budget_mflops", 1.0)
+    s.add_trial(create_trial(values=[0.9, 2.0], constraints={"mflops": 1.0}))
+    return url
+
+
+def _bad_cases(study, nothing_url: str, tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    base = ["--study", STUDY, "--storage", study.url]
+    retrain = ("nasprune train {out}/arch.json --resolution 16 --data synthetic --subset 256 --epochs 1 --lr 0.05 "
+               "--seed 7")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    empty = tmp_path / "empty_store"
+    empty.mkdir()
+    return {
+        "no feasible trial": (["--study", "nothing", "--storage", nothing_url],
+                              "study 'nothing' has no feasible completed trial (1 completed): run more trials "
+                              "('nasprune search') or pass a larger --budget / an explicit --trial N"),
+        "unknown trial": ([*base, "--trial", "42"], "trial 42 does not exist in study 'tiny': trials are 0-5"),
+        "failed trial": ([*base, "--trial", "4"],
+                         "trial 4 of study 'tiny' is FAIL, not COMPLETE: completed trials are 0-3, 5"),
+        "no artifact_id": ([*base, "--trial", "1"],
+                           "trial 1 of study 'tiny' has no trained weights (no 'artifact_id' attribute): export its "
+                           f"spec alone with '--format json' and retrain it with '{retrain}'"),
+        "artifact missing": ([*base, "--trial", "3"],
+                             f"trial 3 of study 'tiny' has no trained weights (artifact {'0' * 32} not found in "
+                             f"'{study.artifacts}'): export its spec alone with '--format json' and retrain it with "
+                             f"'{retrain}'"),
+        "wrong store": ([*base, "--artifacts", str(empty)],
+                        "trial 0 of study 'tiny' has no trained weights (artifact "),
+        "unwritable (parent is a file)": ([*base, "--format", "json", "--out", str(blocker / "x")],
+                                          f"cannot write the export to '{blocker / 'x'}': Not a directory"),
+        "out is a file": ([*base, "--out", str(blocker)],
+                          f"--out '{blocker}' exists and is not a directory: choose another path"),
+        "unknown format": ([*base, "--format", "json,tflite"],
+                           "--format 'tflite' is invalid: expected a comma-separated list of json, pt, torchscript, "
+                           "onnx"),
+        "budget looser than the study's": ([*base, "--budget", "500"],
+                                           f"--budget 500 is looser than study 'tiny''s budget {BUDGET:g} MFLOPs: "
+                                           f"expected a value <= {BUDGET:g}"),
+        "unknown study": (["--study", "nope", "--storage", study.url], "no study 'nope' in storage"),
+        "missing storage": (["--study", STUDY, "--storage", f"sqlite:///{tmp_path / 'none.db'}"],
+                            f"no storage file '{tmp_path / 'none.db'}'"),
+        "bad --trial": ([*base, "--trial", "first"], "argument --trial: 'first' is invalid: expected best, knee or "
+                                                     "a trial number >= 0"),
+    }
+
+
+CASES = ["no feasible trial", "unknown trial", "failed trial", "no artifact_id", "artifact missing", "wrong store",
+         "unwritable (parent is a file)", "out is a file", "unknown format", "budget looser than the study's",
+         "unknown study", "missing storage", "bad --trial"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, study, nothing_feasible, tmp_path, capsys,
+                                                         monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv, message = _bad_cases(study, nothing_feasible, tmp_path)[case]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    if case == "bad --trial":
+        with pytest.raises(SystemExit) as exc:
+            main(["export", *argv])
+        code, err = exc.value.code, capsys.readouterr().err
+    else:
+        code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("nasprune: error: ")
+    assert message.format(out="reports/export/tiny-trial" + (argv[-1] if argv[-1].isdigit() else "0")) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no reports/, no staging directory
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_unwritable_directory(study, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code, _, err = run(capsys, "--study", STUDY, "--storage", study.url, "--format", "json", "--out",
+                       str(locked / "x"))
+    assert code == 2 and "Permission denied" in err and err.count("\n") == 1
+    assert list(locked.iterdir()) == []
