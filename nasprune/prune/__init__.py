@@ -6,6 +6,7 @@ See ``docs/pruning.md``. The prunable unit of block ``i`` is the output channels
 
 from nasprune.prune.groups import ChannelGroup, Slice, apply_channels, channel_groups, layer_channels, prunable_layers
 from nasprune.prune.importance import CRITERIA, DEFAULT_CRITERION, compute_scores, filter_sparsity
+from nasprune.prune.pipeline import PruneConfig, PruneResult, prune_by_config, run_pipeline
 from nasprune.prune.selection import (
     DEFAULT_FLOOR,
     check_ratio,
@@ -21,6 +22,8 @@ __all__ = [
     "DEFAULT_CRITERION",
     "DEFAULT_FLOOR",
     "ChannelGroup",
+    "PruneConfig",
+    "PruneResult",
     "Slice",
     "apply_channels",
     "channel_groups",
@@ -33,7 +36,9 @@ __all__ = [
     "layer_channels",
     "layer_report",
     "prunable_layers",
+    "prune_by_config",
     "prune_model",
+    "run_pipeline",
     "select_global",
     "select_per_layer",
 ]

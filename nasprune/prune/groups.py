@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from nasprune.errors import NaspruneError
 from nasprune.spec import ArchSpec, BlockSpec, DWSBlockSpec, IRBlockSpec
 
-__all__ = ["ChannelGroup", "Slice", "apply_channels", "channel_groups", "layer_channels", "prunable_layers"]
+__all__ = ["ChannelGroup", "Slice", "apply_channels", "channel_groups", "check_layers", "layer_channels",
+           "prunable_layers", "require_prunable"]
 
 
 @dataclass(frozen=True)
@@ -112,12 +113,18 @@ def layer_channels(spec: ArchSpec) -> dict[str, int]:
     return {name: g.channels for name, g in channel_groups(spec).items()}
 
 
-def check_layers(spec: ArchSpec, names, what: str = "layer") -> None:
-    """Raise :class:`NaspruneError` if any of ``names`` is not a prunable layer of ``spec``."""
+def require_prunable(spec: ArchSpec) -> list[str]:
+    """The prunable layers of ``spec``; :class:`NaspruneError` if there is none."""
     valid = prunable_layers(spec)
     if not valid:
         raise NaspruneError(f"{spec.name} has nothing prunable: it needs inverted-residual blocks with an "
-                            "expansion conv or depthwise-separable blocks")
+                            "expansion conv, or depthwise-separable blocks followed by one or by the head")
+    return valid
+
+
+def check_layers(spec: ArchSpec, names, what: str = "layer") -> None:
+    """Raise :class:`NaspruneError` if any of ``names`` is not a prunable layer of ``spec``."""
+    valid = require_prunable(spec)
     unknown = sorted(set(names) - set(valid))
     if unknown:
         raise NaspruneError(f"unknown {what} {unknown[0]!r} for {spec.name}: expected one of {', '.join(valid)}")
