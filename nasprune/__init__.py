@@ -17,6 +17,8 @@ _EXPORTS: dict[str, str] = {
     "build": "nasprune.builder",
     "Cost": "nasprune.cost",
     "count": "nasprune.cost",
+    "load": "nasprune.checkpoint",
+    "save_checkpoint": "nasprune.checkpoint",
     "measure_latency": "nasprune.cost",
     "ArchSpec": "nasprune.spec",
     "DWSBlockSpec": "nasprune.spec",
@@ -48,16 +50,19 @@ __all__ = [  # keep in step with _EXPORTS (a test checks)
     "count",
     "fd_mobilenet",
     "get_spec",
+    "load",
     "make_divisible",
     "measure_latency",
     "mobilenet_v1",
     "mobilenet_v2",
     "mobilenet_v3_large",
     "mobilenet_v3_small",
+    "save_checkpoint",
 ]
 
 if TYPE_CHECKING:
     from nasprune.builder import NasNet, build
+    from nasprune.checkpoint import load, save_checkpoint
     from nasprune.cost import Cost, count, measure_latency
     from nasprune.spec import ArchSpec, DWSBlockSpec, HeadSpec, IRBlockSpec, SpecError, StemSpec, make_divisible
     from nasprune.zoo import (
