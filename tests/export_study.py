@@ -38,7 +38,13 @@ STUDY = "tiny"
 DEPLOY = 224
 TRAIN = 16
 SEED = 7
-RECIPE = {"data": {"name": "synthetic", "subset": 256}, "finetune": {"epochs": 1, "lr": 0.05, "seed": SEED}}
+RECIPE = {  # shaped like nasprune.search.Recipe.to_dict()
+    "data": {"name": "synthetic", "resolution": TRAIN, "subset": 256, "val_size": 128, "data_dir": None},
+    "seed": SEED, "parent": {"mode": "shared", "epochs": 2, "batch_size": 64, "lr": 0.1, "sparsity_lambda": 1e-4},
+    "finetune": {"epochs": 1, "lr": 0.02}, "latency": {"runs": 5, "threads": 1},
+}
+RETRAIN = ("nasprune train {arch} --resolution 16 --data synthetic --subset 256 --val-size 128 --batch-size 64 "
+           "--lr 0.1 --epochs 3 --seed 7")
 
 CHILD_A = ArchSpec(
     name="child_a", in_channels=1, resolution=DEPLOY, num_classes=4,
@@ -117,7 +123,7 @@ def _attrs(spec: ArchSpec, val_acc: float, **extra) -> dict:
 
 def _upload(study: optuna.Study, store: FileSystemArtifactStore, model: NasNet, scratch: Path, val_acc: float) -> str:
     path = scratch / "child.pt"
-    save_checkpoint(path, model, {"seed": SEED, "val_acc": val_acc, "train_resolution": TRAIN})
+    save_checkpoint(path, model, {"role": "search_child", "val_acc": val_acc, "train_resolution": TRAIN})
     artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study)
     path.unlink()
     return artifact_id

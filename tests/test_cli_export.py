@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
-from export_study import BUDGET, COST_A, COST_B, DEPLOY, STUDY, TRAIN, shared_study
+from export_study import BUDGET, COST_A, COST_B, DEPLOY, RETRAIN, STUDY, TRAIN, shared_study
 from optuna.trial import create_trial
 
 from nasprune.checkpoint import load
@@ -117,8 +117,7 @@ def nothing_feasible(tmp_path_factory):
 
 def _bad_cases(study, nothing_url: str, tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     base = ["--study", STUDY, "--storage", study.url]
-    retrain = ("nasprune train {out}/arch.json --resolution 16 --data synthetic --subset 256 --epochs 1 --lr 0.05 "
-               "--seed 7")
+    retrain = RETRAIN.format(arch="{out}/arch.json")
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     empty = tmp_path / "empty_store"

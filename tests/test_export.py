@@ -18,6 +18,7 @@ from export_study import (
     COST_A,
     DATA,
     DEPLOY,
+    RETRAIN,
     SEED,
     STUDY,
     TRAIN,
@@ -209,8 +210,7 @@ def test_model_card_states_the_facts(exported):
     assert "| blocks.2.conv_pw | 48 | 40 |" in card
     assert "| PyTorch (eager) |" in card and "| onnxruntime |" in card
     assert "- seed: 7" in card and "- study: `tiny` in `sqlite:///" in card and "- trial: 0 (" in card
-    assert ("nasprune train arch.json --resolution 16 --data synthetic --subset 256 --epochs 1 --lr 0.05 "
-            "--seed 7") in card
+    assert RETRAIN.format(arch="arch.json") in card
     manifest = json.loads((result.out / "export.json").read_text())
     assert manifest["macs"] == COST_A.macs and manifest["trial"] == 0 and manifest["seed"] == SEED
     assert {r["runtime"] for r in manifest["latency"]} == {"PyTorch (eager)", "onnxruntime"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nasprune.cli.common import positive_float
+from nasprune.cli.common import positive_float, positive_int
 
 HELP = "export a trial of a study: arch.json, model.pt, model.ts, model.onnx (checked) and MODEL_CARD.md"
 FORMAT_NAMES = "json,pt,torchscript,onnx"
@@ -42,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="artifact store directory holding the checkpoints (default: the study's artifacts_dir)")
     p.add_argument("--latency-runs", type=_runs, default=30, metavar="N",
                    help="timed forward passes per latency figure in the card (0: skip; default 30)")
+    p.add_argument("--latency-threads", type=positive_int, default=None, metavar="N",
+                   help="CPU threads for the card's latency (default: the recipe's, as the search measured)")
     p.add_argument("--onnx-exporter", choices=("dynamo", "legacy"), default="dynamo",
                    help="torch.onnx exporter: dynamo (torch.export-based, current; default) or legacy "
                         "(TorchScript-based, deprecated, much faster)")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     config = ExportConfig(study=args.study, storage=args.storage, trial=args.trial, budget_mflops=args.budget,
                           formats=parse_formats(args.format), out=args.out, force=args.force,
                           artifacts=args.artifacts, latency_runs=args.latency_runs,
-                          onnx_exporter=args.onnx_exporter)
+                          latency_threads=args.latency_threads, onnx_exporter=args.onnx_exporter)
     result = export(config, log=print)
     for row in result.latency:
         print(f"  latency     {row.runtime} {row.resolution}x{row.resolution}: {row.median_ms:.3f} ms (batch 1)")

@@ -17,17 +17,19 @@ __all__ = ["CardInfo", "LayerRow", "LatencyRow", "architecture_rows", "card_info
            "recipe_value", "retrain_command"]
 
 # `nasprune train` options and where the study recipe keeps their values (first found wins; "a.b" = nested).
+# Optimiser settings come from the parent's training, which (unlike the fine-tuning) starts from scratch.
 RETRAIN_OPTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("--data", ("data", "dataset", "data.name")),
     ("--data-dir", ("data_dir", "data.data_dir")),
     ("--subset", ("subset", "data.subset")),
-    ("--epochs", ("epochs", "train.epochs", "finetune.epochs")),
-    ("--batch-size", ("batch_size", "train.batch_size", "finetune.batch_size")),
-    ("--optimizer", ("optimizer", "train.optimizer", "finetune.optimizer")),
-    ("--lr", ("lr", "train.lr", "finetune.lr")),
-    ("--weight-decay", ("weight_decay", "train.weight_decay", "finetune.weight_decay")),
-    ("--label-smoothing", ("label_smoothing", "train.label_smoothing", "finetune.label_smoothing")),
+    ("--val-size", ("val_size", "data.val_size")),
+    ("--batch-size", ("batch_size", "train.batch_size", "parent.batch_size", "finetune.batch_size")),
+    ("--optimizer", ("optimizer", "train.optimizer", "parent.optimizer", "finetune.optimizer")),
+    ("--lr", ("lr", "train.lr", "parent.lr", "finetune.lr")),
+    ("--weight-decay", ("weight_decay", "train.weight_decay", "parent.weight_decay", "finetune.weight_decay")),
+    ("--label-smoothing", ("label_smoothing", "train.label_smoothing", "parent.label_smoothing")),
 )
+SEED_PATHS = ("seed", "train.seed", "finetune.seed", "data.seed")
 
 
 class LayerRow(NamedTuple):
@@ -122,14 +124,27 @@ def recipe_value(recipe: Mapping[str, Any], *paths: str) -> Any:
     return None
 
 
+def retrain_epochs(recipe: Mapping[str, Any]) -> int | None:
+    """Epochs for training from scratch: the recipe's own, else what the child saw (parent + fine-tuning)."""
+    explicit = recipe_value(recipe, "epochs", "train.epochs")
+    if explicit is not None:
+        return int(explicit)
+    seen = [recipe_value(recipe, f"{stage}.epochs") for stage in ("parent", "finetune")]
+    return sum(int(e) for e in seen if e is not None) or None
+
+
 def retrain_command(arch_path: str, source: TrialSource, seed: Any = None) -> str:
     """``nasprune train ARCH --resolution R ...`` with the study recipe's data and training options."""
-    seed = seed if seed is not None else recipe_value(source.recipe, "seed", "train.seed", "finetune.seed")
+    recipe = source.recipe
+    seed = seed if seed is not None else recipe_value(recipe, *SEED_PATHS)
     parts = ["nasprune", "train", arch_path, "--resolution", str(source.train_resolution)]
     for option, paths in RETRAIN_OPTIONS:
-        value = recipe_value(source.recipe, *paths)
+        value = recipe_value(recipe, *paths)
         if value is not None:
             parts += [option, str(value)]
+    epochs = retrain_epochs(recipe)
+    if epochs is not None:
+        parts += ["--epochs", str(epochs)]
     if seed is not None:
         parts += ["--seed", str(seed)]
     return shlex.join(parts)
@@ -140,7 +155,7 @@ def find_seed(source: TrialSource, metadata: Mapping[str, Any]) -> Any:
     for where in (metadata, metadata.get("train") or {}, source.attrs, source.recipe):
         if isinstance(where, Mapping) and where.get("seed") is not None:
             return where["seed"]
-    return recipe_value(source.recipe, "seed", "train.seed", "finetune.seed")
+    return recipe_value(source.recipe, *SEED_PATHS)
 
 
 def _versions() -> dict[str, str]:
@@ -303,8 +318,10 @@ def render_card(info: CardInfo) -> str:
               f"- exported with: `{info.export_command}`", "", "Recipe (study attribute `recipe`):", "",
               "```json", json.dumps(info.recipe, indent=2, sort_keys=True, default=str), "```", "",
               "## Retrain", "",
-              "Train the architecture from scratch with the study's recipe (run in this directory; raise "
-              "`--epochs` for a full training):", "", "```sh", info.retrain_command, "```", "",
+              "Train the architecture from scratch (run in this directory). The data options are the study's; "
+              "the optimiser settings are those of the parent training (which starts from scratch), without its "
+              "sparsity penalty; the epochs are as many as the child saw in the search (parent + fine-tuning) — "
+              "raise `--epochs` for a full training:", "", "```sh", info.retrain_command, "```", "",
               "Evaluate a checkpoint on the test set:", "", "```sh",
               shlex.join(["nasprune", "eval", "model.pt", "--data", str(_data_name(info.recipe))]), "```", ""]
     return "\n".join(parts)

@@ -37,6 +37,8 @@ class ExportConfig:
         force: replace a non-empty ``out``.
         artifacts: the artifact store directory, if not the study's ``artifacts_dir``.
         latency_runs: timed forward passes per latency figure (0 = do not measure).
+        latency_threads: CPU threads for the latency figures (default: the recipe's ``latency.threads``, as
+            the search measured, else torch's current number).
         tolerance: largest accepted abs difference between an exported file's outputs and PyTorch's.
         onnx_exporter: ``dynamo`` (torch.export-based, current) or ``legacy`` (TorchScript-based, fast).
     """
@@ -50,6 +52,7 @@ class ExportConfig:
     force: bool = False
     artifacts: str | Path | None = None
     latency_runs: int = 30
+    latency_threads: int | None = None
     tolerance: float = 1e-4
     onnx_exporter: str = "dynamo"
 
@@ -77,28 +80,33 @@ def _export_command(config: ExportConfig, number: int, out: Path) -> str:
     return shlex.join(parts)
 
 
-def _measure_latency(ctx: ExportContext, runs: int) -> tuple[tuple[LatencyRow, ...], int]:
-    """PyTorch (and onnxruntime when exported) at batch 1, at the deployment and training resolutions."""
+def _latency_threads(config: ExportConfig, source: TrialSource) -> int:
     import torch
 
+    from nasprune.export._card import recipe_value
+
+    recipe_threads = recipe_value(source.recipe, "latency.threads")
+    return int(config.latency_threads or recipe_threads or torch.get_num_threads())
+
+
+def _measure_latency(ctx: ExportContext, runs: int, threads: int) -> tuple[LatencyRow, ...]:
+    """PyTorch (and onnxruntime when exported) at batch 1, at the deployment and training resolutions."""
     from nasprune.builder import build
     from nasprune.cost import measure_latency
-    from nasprune.export._onnx import ort_latency
+    from nasprune.export._onnx import ort_latency, ort_session
 
-    threads = torch.get_num_threads()
     if runs <= 0:
-        return (), threads
+        return ()
     src = ctx.source
     model = ctx.model if ctx.model is not None else build(src.train_spec).eval()
-    rows = []
-    for spec in dict.fromkeys((src.spec, src.train_spec)):
-        lat = measure_latency(model, spec=spec, runs=runs, threads=threads)
-        rows.append(LatencyRow("PyTorch (eager)", spec.resolution, lat.median_ms))
-    if ctx.onnx_session is not None:
-        for spec in dict.fromkeys((src.spec, src.train_spec)):
-            rows.append(LatencyRow("onnxruntime", spec.resolution,
-                                   ort_latency(ctx.onnx_session, spec.in_channels, spec.resolution, runs=runs)))
-    return tuple(rows), threads
+    specs = tuple(dict.fromkeys((src.spec, src.train_spec)))
+    rows = [LatencyRow("PyTorch (eager)", spec.resolution,
+                       measure_latency(model, spec=spec, runs=runs, threads=threads).median_ms) for spec in specs]
+    if ctx.onnx_path is not None:
+        session = ort_session(ctx.onnx_path, threads)
+        rows += [LatencyRow("onnxruntime", spec.resolution,
+                            ort_latency(session, spec.in_channels, spec.resolution, runs=runs)) for spec in specs]
+    return tuple(rows)
 
 
 def _write_all(ctx: ExportContext, config: ExportConfig, staging: Path, log: Callable[[str], None]) -> None:
@@ -128,13 +136,13 @@ def _file_rows(staging: Path, formats: tuple[str, ...]) -> list[tuple[str, str, 
 
 
 def _write_card(ctx: ExportContext, config: ExportConfig, selection: Selection, staging: Path, out: Path,
-                latency: tuple[tuple[LatencyRow, ...], int]) -> None:
+                latency: tuple[LatencyRow, ...], threads: int) -> None:
     from nasprune.storage import redact_url
 
     src = ctx.source
     metadata = dict(getattr(ctx.model, "metadata", None) or {})
-    info = card_info(src, selection=selection.reason, checks=ctx.checks, latency=latency[0],
-                     latency_threads=latency[1], files=_file_rows(staging, config.formats), metadata=metadata,
+    info = card_info(src, selection=selection.reason, checks=ctx.checks, latency=latency,
+                     latency_threads=threads, files=_file_rows(staging, config.formats), metadata=metadata,
                      export_command=_export_command(config, src.number, out), storage=redact_url(src.storage_url))
     atomic_write_text(staging / CARD, render_card(info))
     manifest = {k: v for k, v in info._asdict().items() if k not in ("layers", "latency")}
@@ -175,10 +183,11 @@ def export(config: ExportConfig, *, log: Callable[[str], None] | None = None) ->
             model = load_trained_model(source, artifacts_dir(source, config.artifacts), staging, retrain)
         ctx = ExportContext(source=source, model=model, tolerance=config.tolerance, onnx_exporter=config.onnx_exporter)
         _write_all(ctx, config, staging, log)
-        latency = _measure_latency(ctx, config.latency_runs)
-        _write_card(ctx, config, selection, staging, out, latency)
+        threads = _latency_threads(config, source)
+        latency = _measure_latency(ctx, config.latency_runs, threads)
+        _write_card(ctx, config, selection, staging, out, latency, threads)
     files = {n: out / FORMATS[n].filename for n in formats} | {"card": out / CARD, "manifest": out / MANIFEST}
-    return ExportResult(out=out, selection=selection, files=files, checks=ctx.checks, latency=latency[0])
+    return ExportResult(out=out, selection=selection, files=files, checks=ctx.checks, latency=latency)
 
 
 def _with(config: ExportConfig, **changes: Any) -> ExportConfig:

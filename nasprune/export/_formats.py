@@ -39,7 +39,7 @@ class ExportContext:
     tolerance: float = 1e-4
     seed: int = 0
     onnx_exporter: str = "dynamo"
-    onnx_session: Any = None  # set by the onnx writer, reused for the card's latency
+    onnx_path: Path | None = None  # set by the onnx writer, for the card's onnxruntime latency
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -118,13 +118,16 @@ def _write_json(ctx: ExportContext, path: Path) -> dict[str, Any]:
 # -- pt ----------------------------------------------------------------------------------------------------------
 def checkpoint_metadata(ctx: ExportContext) -> dict[str, Any]:
     """The exported checkpoint's metadata: the original checkpoint's plus where it came from."""
+    from nasprune.export._card import find_seed
+
     src = ctx.source
     original = dict(getattr(ctx.model, "metadata", None) or {})
     attrs = src.attrs
     keep = ("val_acc", "macs", "mflops", "params", "latency_ms", "schedule", "width", "criterion")
     return {**original, **{k: attrs[k] for k in keep if k in attrs},
             "study": src.study_name, "trial": src.number, "deploy_resolution": src.deploy_resolution,
-            "train_resolution": src.train_resolution, "arch_hash": src.spec.hash, "exported_by": "nasprune export"}
+            "train_resolution": src.train_resolution, "seed": find_seed(src, original), "arch_hash": src.spec.hash,
+            "exported_by": "nasprune export"}
 
 
 def _write_pt(ctx: ExportContext, path: Path) -> dict[str, Any]:
@@ -159,8 +162,8 @@ def _write_onnx(ctx: ExportContext, path: Path) -> dict[str, Any]:
 
     export_onnx(ctx.model, path, ctx.source.train_resolution, ctx.onnx_exporter)
     opset = onnx_opset(path)
-    ctx.onnx_session = ort_session(path)
-    checks = compare_onnx(ctx.model, ctx.onnx_session, _shapes(ctx), seed=ctx.seed)
+    ctx.onnx_path = path
+    checks = compare_onnx(ctx.model, ort_session(path), _shapes(ctx), seed=ctx.seed)
     diff = max(c.max_abs_diff for c in checks)
     _require_close("model.onnx (onnxruntime)", diff, ctx.tolerance)
     return {"opset": opset, "exporter": ctx.onnx_exporter, "max_abs_diff": diff, "cases": [c._asdict() for c in checks]}

@@ -115,7 +115,8 @@ def _pool(study: Study, budget: float | None) -> list[FrozenTrial]:
 def _select_best(study: Study, budget: float | None) -> Selection:
     pool = _pool(study, budget)
     best = min(pool, key=lambda t: (-_accuracy(t), _mflops(t), t.number))
-    return Selection(best, "best", f"most accurate of {len(pool)} feasible trials")
+    plural = "s" if len(pool) != 1 else ""
+    return Selection(best, "best", f"most accurate of {len(pool)} feasible trial{plural}")
 
 
 def _select_knee(study: Study, budget: float | None) -> Selection:
