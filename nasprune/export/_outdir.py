@@ -36,8 +36,7 @@ def _make_parents(directory: Path) -> list[Path]:
 
 
 def _oserror(out: Path, exc: OSError) -> NaspruneError:
-    where = exc.filename or out
-    return NaspruneError(f"cannot write the export to {str(out)!r}: {exc.strerror or exc} ({where})")
+    return NaspruneError(f"cannot write the export to {str(out)!r}: {exc.strerror or exc}")
 
 
 def _umask() -> int:
