@@ -116,9 +116,14 @@ def prune_and_finetune(parent, data, recipe: Recipe, criterion: str, ratio: floa
     }
 
 
+COLUMNS = ["criterion", "ratio_pct", "params", "params_red_pct", "macs", "macs_red_pct", "all_ops", "all_ops_red_pct",
+           "val_acc_pruned", "val_acc_after", "seconds", "layers"]
+
+
 # -- tables ------------------------------------------------------------------------------------------------
 def ratio_table(rows: list[dict], parent_acc: float) -> pd.DataFrame:
-    df = pd.DataFrame([r for r in rows if r["criterion"] == "gamma_sparsity"]).drop_duplicates("ratio_pct")
+    df = pd.DataFrame([r for r in rows if r["criterion"] == "gamma_sparsity"], columns=COLUMNS)
+    df = df.drop_duplicates("ratio_pct")
     df = df.sort_values("ratio_pct")
     paper = pd.DataFrame([{"ratio_pct": k, "paper_acc": v[0], "paper_params_M": v[1], "paper_params_red_pct": v[2],
                            "paper_flops": v[3], "paper_flops_red_pct": v[4]} for k, v in PAPER_TABLE3.items()])
@@ -128,7 +133,7 @@ def ratio_table(rows: list[dict], parent_acc: float) -> pd.DataFrame:
 
 
 def criteria_table(rows: list[dict], ratio_pct: int) -> pd.DataFrame:
-    df = pd.DataFrame([r for r in rows if r["ratio_pct"] == ratio_pct]).drop_duplicates("criterion")
+    df = pd.DataFrame([r for r in rows if r["ratio_pct"] == ratio_pct], columns=COLUMNS).drop_duplicates("criterion")
     return df.drop(columns=["layers"])
 
 
@@ -235,8 +240,14 @@ def write_reports(args, recipe, parent_train, rows, data, complete: bool) -> Non
 
 
 def update_readme(path: Path, section: str) -> None:
-    """Replace this benchmark's section of ``benchmarks/README.md`` (or append it), leaving the rest alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    """Replace this benchmark's section of ``benchmarks/README.md`` (or append it), leaving the rest alone.
+
+    The file belongs to the benchmarks page as a whole; if it does not exist yet it is left to its owner.
+    """
+    if not path.exists():
+        print(f"{path} does not exist yet: section not written (it is in reports/prune_mnv3.md)", flush=True)
+        return
+    text = path.read_text()
     start = text.find(SECTION)
     if start >= 0:
         end = text.find("\n## ", start + len(SECTION))
