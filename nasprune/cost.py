@@ -185,7 +185,7 @@ def count_model(model: nn.Module, spec: ArchSpec, *, layers: bool = True) -> Cos
 _CACHE: dict[tuple[str, bool], Cost] = {}
 
 
-def count(spec: ArchSpec, *, resolution: int | None = None, layers: bool = True) -> Cost:
+def count(spec: ArchSpec, resolution: int | None = None, *, layers: bool = True) -> Cost:
     """MACs, params and per-layer costs of ``spec``, cached by spec hash.
 
     Args:

@@ -149,3 +149,12 @@ def test_help_on_every_registered_command(command, capsys):
 
 def test_foundation_commands_are_registered():
     assert {"zoo", "count"} <= set(_commands())
+
+
+def test_package_import_is_lazy_and_exports_resolve():
+    code = ("import sys, nasprune; assert 'torch' not in sys.modules, 'import nasprune pulled in torch'; "
+            "from nasprune.cli import build_parser; build_parser(); assert 'torch' not in sys.modules; "
+            "assert sorted(nasprune.__all__) == sorted(nasprune._EXPORTS); "
+            "[getattr(nasprune, name) for name in nasprune.__all__]; print(nasprune.build.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert ok(out).strip() == "nasprune.builder"

@@ -168,7 +168,7 @@ def test_resolution_override():
     assert sum(row.macs for row in at_96.layers) == at_96.macs
     assert [row.out_size for row in at_96.layers[:-1]] == spec.feature_sizes(96)
     assert at_96.params == count(spec).params and spec.resolution == 224
-    assert count(spec, resolution=224) is count(spec)
+    assert count(spec, resolution=224) is count(spec) and count(spec, 96) is at_96  # positional too
     with pytest.raises(SpecError, match="resolution=16 is too small"):
         count(spec, resolution=16)
 
