@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="resolution at which params and MACs are counted (default 224)")
     p.add_argument("--width", type=positive_float, default=None, help="width multiplier for a zoo model")
     p.add_argument("--subset", type=positive_int, default=None, help="train on the first N training images")
-    p.add_argument("--seed", type=int, default=0, help="seed of training and of the random criterion")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, training and the random criterion")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--out", metavar="DIR", help="write pruned.pt (checkpoint), spec.json and result.json here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -104,11 +104,14 @@ def _data(args: argparse.Namespace, spec):
                                 subset=args.subset, seed=args.seed))
 
 
-def _fit_model(model, spec, data):
-    """Build a fresh network for ``data``, or check that a loaded checkpoint fits it."""
+def _fit_model(model, spec, data, seed: int):
+    """Build a fresh network for ``data`` (initialised from ``seed``), or check that a checkpoint fits it."""
+    import torch
+
     import nasprune
 
     if model is None:
+        torch.manual_seed(seed)
         return nasprune.build(spec.replace(resolution=data.resolution, num_classes=data.num_classes,
                                            in_channels=data.in_channels))
     if (spec.in_channels, spec.num_classes) != (data.in_channels, data.num_classes):
@@ -155,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     model, spec = _parent(args)
     check_prunable(spec, config)
     data = _data(args, spec)
-    model = _fit_model(model, spec, data)
+    model = _fit_model(model, spec, data, args.seed)
     sparse, finetune = _train_configs(args, _is_checkpoint(args.model))
     result = run_pipeline(model, data, config, sparse=sparse, finetune=finetune,
                           deploy_resolution=args.deploy_resolution)
