@@ -1,0 +1,141 @@
+"""The budget table from the run cache: a pandas table first (CSV, Markdown), then a Plotly figure of it.
+
+Training runs are grouped by ``row`` (one network of one budget row); test accuracy is reported as the mean
+over seeds +- half the range (max - min) / 2, which for two seeds is the distance of each seed from the mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nasprune.fsutil import atomic_write_text
+
+__all__ = ["FAMILY_ORDER", "figure", "markdown", "search_table", "summarize", "write_reports"]
+
+# family -> (legend label, marker symbol, colour); the table lists families in this order per budget.
+FAMILY_ORDER: Mapping[str, tuple[str, str, str]] = {
+    "mobilenet_v1": ("MobileNetV1", "square", "#ff7f0e"),
+    "fd_mobilenet": ("FD-MobileNet", "circle", "#1f77b4"),
+    "searched": ("nasprune search, retrained", "star", "#d62728"),
+    "v3_pruned": ("MobileNetV3-Large, gamma x S pruned", "diamond", "#2ca02c"),
+    "reference": ("reference (over budget)", "x", "#7f7f7f"),
+}
+TABLE_COLUMNS = ("budget", "family", "network", "mflops", "params", "test_acc", "test_spread", "seeds", "val_acc",
+                 "latency_224_ms", "latency_train_ms", "deploy_resolution", "train_resolution", "note")
+
+
+def _runs(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Training runs; latencies from the interleaved latency session replace the per-run ones where present."""
+    records = list(records)
+    session = next((r["ms"] for r in records if r.get("kind") == "latency"), {})
+    rows = []
+    for r in records:
+        if r.get("kind") != "train":
+            continue
+        r = dict(r)
+        spec_hash = r.get("spec_hash")
+        for column, res in (("latency_deploy_ms", r["deploy_resolution"]), ("latency_train_ms", r["train_resolution"])):
+            r[column] = session.get(f"{spec_hash}@{res}", r[column])
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def summarize(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One line per network of a budget row, seeds aggregated; empty (with the columns) before any run."""
+    runs = _runs(records)
+    if runs.empty:
+        return pd.DataFrame(columns=list(TABLE_COLUMNS))
+    grouped = runs.groupby(["budget", "family", "network"], sort=False)
+    table = grouped.agg(
+        mflops=("mflops", "first"), params=("params", "first"), test_acc=("test_acc", "mean"),
+        test_min=("test_acc", "min"), test_max=("test_acc", "max"), seeds=("seed", "nunique"),
+        val_acc=("val_acc", "mean"), latency_224_ms=("latency_deploy_ms", "median"),
+        latency_train_ms=("latency_train_ms", "median"), deploy_resolution=("deploy_resolution", "first"),
+        train_resolution=("train_resolution", "first"), note=("note", "first"),
+    ).reset_index()
+    table["test_spread"] = (table.pop("test_max") - table.pop("test_min")) / 2
+    order = {f: i for i, f in enumerate(FAMILY_ORDER)}
+    table = table.sort_values(["budget", "family"], key=lambda c: c.map(order) if c.name == "family" else c)
+    return table[list(TABLE_COLUMNS)].reset_index(drop=True)
+
+
+def search_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One line per search: its cost (trials, wall time) and its best feasible trial."""
+    rows = [{k: r.get(k) for k in ("budget", "space", "trials", "complete", "feasible", "pruned", "failed",
+                                    "wall_seconds", "trial_seconds", "best_trial", "best_val_acc", "best_mflops")}
+            for r in records if r.get("kind") == "search"]
+    return pd.DataFrame(rows).sort_values("budget").reset_index(drop=True) if rows else pd.DataFrame()
+
+
+def _pct(x: float) -> str:
+    return "" if pd.isna(x) else f"{100 * x:.2f}"
+
+
+def _cells(row) -> list[str]:
+    latency = "" if pd.isna(row.latency_224_ms) else f"{row.latency_224_ms:.2f} / {row.latency_train_ms:.2f}"
+    spread = f"{_pct(row.test_acc)} ± {_pct(row.test_spread)}"
+    return [f"{row.budget:g}", FAMILY_ORDER[row.family][0], row.network, f"{row.mflops:.2f}", f"{row.params:,}",
+            spread, str(row.seeds), _pct(row.val_acc), latency, f"{row.deploy_resolution} / {row.train_resolution}",
+            row.note or ""]
+
+
+def _md(header: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(cells) + " |" for cells in lines]
+    return "\n".join(out)
+
+
+def markdown(table: pd.DataFrame, searches: pd.DataFrame) -> str:
+    """The results table and the search-cost table as Markdown."""
+    header = ("budget (MFLOPs)", "family", "network", "MFLOPs", "params", "test acc % (mean ± half range)",
+              "seeds", "val acc %", "latency ms (224 / train res)", "resolution (deploy / train)", "note")
+    text = _md(header, (_cells(r) for r in table.itertuples()))
+    if not searches.empty:
+        s_header = ("budget", "space", "trials (complete / feasible / pruned / failed)",
+                    "wall time (min, sum of trials)", "best trial", "its val acc % (search recipe)", "its MFLOPs")
+        lines = ([f"{r.budget:g}", r.space, f"{r.trials} ({r.complete} / {r.feasible} / {r.pruned} / {r.failed})",
+                  f"{r.trial_seconds / 60:.1f}", str(r.best_trial), _pct(r.best_val_acc), f"{r.best_mflops:.2f}"]
+                 for r in searches.itertuples())
+        text += "\n\nSearch cost:\n\n" + _md(s_header, lines)
+    return text + "\n"
+
+
+def figure(table: pd.DataFrame, budgets: Sequence[float]):
+    """Test accuracy against MFLOPs at 224x224, one trace per family, error bars = half range over seeds."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for family, (label, symbol, colour) in FAMILY_ORDER.items():
+        rows = table[table["family"] == family]
+        if rows.empty:
+            continue
+        hover = [f"<b>{r.network}</b><br>{r.mflops:.2f} MFLOPs, {r.params:,} params<br>"
+                 f"test {100 * r.test_acc:.2f} ± {100 * r.test_spread:.2f} % ({r.seeds} seeds)<br>{r.note or ''}"
+                 for r in rows.itertuples()]
+        fig.add_trace(go.Scatter(
+            x=rows["mflops"].tolist(), y=(100 * rows["test_acc"]).tolist(), mode="markers", name=label,
+            marker={"symbol": symbol, "color": colour, "size": 12, "line": {"color": "#000", "width": 1}},
+            error_y={"type": "data", "array": (100 * rows["test_spread"]).tolist(), "visible": True},
+            text=hover, hoverinfo="text"))
+    for b in budgets:
+        fig.add_vline(x=b, line={"dash": "dot", "color": "#aaa"}, annotation_text=f"{b:g} MFLOPs budget")
+    fig.update_layout(template="plotly_white", title="Fashion-MNIST test accuracy against cost",
+                      xaxis={"title": "MFLOPs (multiply-adds at 224x224 / 1e6)", "type": "log"},
+                      yaxis={"title": "test accuracy (%)"}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def write_reports(records: Sequence[Mapping[str, Any]], out_dir: str | Path, stem: str, budgets: Sequence[float],
+                  preface: str = "") -> pd.DataFrame:
+    """Write ``<stem>.csv``, ``<stem>.md`` and ``<stem>.html`` (plotly.js embedded, works offline)."""
+    out_dir = Path(out_dir)
+    table, searches = summarize(records), search_table(records)
+    atomic_write_text(out_dir / f"{stem}.csv", table.to_csv(index=False))
+    atomic_write_text(out_dir / f"{stem}.md", preface + markdown(table, searches))
+    html = figure(table, budgets).to_html(full_html=True, include_plotlyjs=True)
+    atomic_write_text(out_dir / f"{stem}.html", html)
+    return table

@@ -1,0 +1,211 @@
+"""Which hand-designed network stands in each budget row, and how far MobileNetV3-Large is pruned to fit.
+
+Everything here is decided from specs and MAC counts alone (no training), so it is fast and tested exactly
+in ``tests/test_budget_table.py``. MACs follow nasprune's convention (conv + linear multiply-adds, BN folded)
+for Fashion-MNIST: 1 input channel, 10 classes, counted at the deployment resolution.
+
+Rules (stated in ``benchmarks/README.md``):
+
+* **MobileNetV1**: among the standard widths (1, 0.75, 0.5, 0.25) and the resolutions of a ladder that keeps
+  the deploy/training ratio of the whole table (224 <-> 32: deploy ``7 t`` for training side ``t`` = 32, 28,
+  24, 20, 16, i.e. 224, 196, 168, 140, 112), the configuration with the **most MACs within the budget**
+  (ties: the higher resolution). A point below 224 is trained and tested at its own, proportionally smaller,
+  training resolution, so it sees what it would see deployed.
+* **FD-MobileNet**: the paper's width for the budget (0.25x, 0.5x, 1x at 12, 40, 140 MFLOPs) at 224.
+* **MobileNetV3-Large, pruned**: the widest width (1, 0.75, 0.5, 0.35) whose smallest expansion-only child
+  (every prunable layer at the selection floor) fits the budget; then the **smallest global ratio** whose
+  gamma x S selection fits, found by bisection over the number of pruned channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from nasprune import get_spec
+from nasprune.errors import NaspruneError
+from nasprune.prune import DEFAULT_FLOOR, apply_channels, layer_channels, select_global
+from nasprune.spec import ArchSpec
+
+__all__ = [
+    "BUDGETS",
+    "FD_WIDTHS",
+    "V1_WIDTHS",
+    "V3_WIDTHS",
+    "Candidate",
+    "PruneFit",
+    "deploy_ladder",
+    "fd_candidate",
+    "fit_global_ratio",
+    "closed_form_macs",
+    "hand_designed",
+    "mobilenet_v1_candidate",
+    "smallest_child",
+    "v3_parent_width",
+]
+
+BUDGETS: tuple[int, ...] = (12, 40, 140)       # MFLOPs at 224x224
+DEPLOY_RESOLUTION = 224
+NUM_CLASSES = 10                               # Fashion-MNIST
+IN_CHANNELS = 1
+V1_WIDTHS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
+FD_WIDTHS: Mapping[int, float] = {12: 0.25, 40: 0.5, 140: 1.0}
+V3_WIDTHS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.35)
+LADDER_STEP = 4                                 # training-side pixels between rungs of the V1 ladder
+LADDER_MIN = 16
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One hand-designed network of a budget row.
+
+    Attributes:
+        model: zoo name.
+        width: width multiplier.
+        spec: the spec at its deployment resolution (Fashion-MNIST's 1 channel, 10 classes).
+        train_resolution: side of the images it is trained and tested on.
+        macs: MACs at the deployment resolution.
+    """
+
+    model: str
+    width: float
+    spec: ArchSpec
+    train_resolution: int
+    macs: int
+
+    @property
+    def deploy_resolution(self) -> int:
+        return self.spec.resolution
+
+
+def closed_form_macs(spec: ArchSpec) -> int:
+    """MACs of ``spec`` by formula (conv + linear multiply-adds; SE convs act on 1x1): what fvcore counts.
+
+    ``nasprune.count`` traces the network (about half a second); selection loops call this instead and the
+    chosen networks are re-counted with ``nasprune.count`` (the tests check that both agree).
+    """
+    sizes = spec.feature_sizes()
+    macs = spec.stem.kernel_size ** 2 * spec.in_channels * spec.stem.out_channels * sizes[0] ** 2
+    for block, size_in, size in zip(spec.blocks, sizes, sizes[1:], strict=False):
+        dw = block.dw_channels
+        if getattr(block, "expand", False):
+            macs += block.in_channels * dw * size_in ** 2
+        macs += block.kernel_size ** 2 * dw * size ** 2 + 2 * dw * block.se_channels
+        macs += dw * block.out_channels * size ** 2
+    channels, head = spec.out_channels, spec.head
+    if head.conv_channels:
+        macs += channels * head.conv_channels * sizes[-1] ** 2
+        channels = head.conv_channels
+    if head.hidden_features:
+        macs += channels * head.hidden_features
+        channels = head.hidden_features
+    return macs + channels * spec.num_classes
+
+
+def fashion_spec(model: str, width: float, resolution: int = DEPLOY_RESOLUTION) -> ArchSpec:
+    return get_spec(model, width=width, resolution=resolution, num_classes=NUM_CLASSES, in_channels=IN_CHANNELS)
+
+
+def deploy_ladder(train_resolution: int, deploy: int = DEPLOY_RESOLUTION) -> list[tuple[int, int]]:
+    """``(deploy, train)`` resolution pairs, highest first, keeping ``deploy / train`` of the table exact.
+
+    Training sides step down by 4 from ``train_resolution`` to 16; a rung is kept only when its deployment
+    side ``deploy * t / train_resolution`` is a whole number.
+    """
+    rungs = []
+    for t in range(train_resolution, LADDER_MIN - 1, -LADDER_STEP):
+        if deploy * t % train_resolution == 0:
+            rungs.append((deploy * t // train_resolution, t))
+    return rungs
+
+
+def mobilenet_v1_candidate(budget_mflops: float, train_resolution: int) -> Candidate:
+    """MobileNetV1 with the most MACs within the budget over standard widths x the ladder (module doc)."""
+    best: Candidate | None = None
+    for deploy, train in deploy_ladder(train_resolution):
+        for width in V1_WIDTHS:
+            spec = fashion_spec("mobilenet_v1", width, deploy)
+            macs = closed_form_macs(spec)
+            if macs <= budget_mflops * 1e6 and (best is None or macs > best.macs):
+                best = Candidate("mobilenet_v1", width, spec, train, macs)
+    if best is None:
+        raise NaspruneError(f"budget {budget_mflops} MFLOPs is below every MobileNetV1 of the ladder: "
+                            f"expected at least {closed_form_macs(fashion_spec('mobilenet_v1', 0.25, 112)) / 1e6:.2f}")
+    return best
+
+
+def fd_candidate(budget_mflops: int, train_resolution: int) -> Candidate:
+    """FD-MobileNet at the paper's width for ``budget_mflops`` (one of :data:`FD_WIDTHS`), at 224."""
+    if budget_mflops not in FD_WIDTHS:
+        raise NaspruneError(f"budget {budget_mflops} has no FD-MobileNet width: expected one of {sorted(FD_WIDTHS)}")
+    width = FD_WIDTHS[budget_mflops]
+    spec = fashion_spec("fd_mobilenet", width)
+    return Candidate("fd_mobilenet", width, spec, train_resolution, closed_form_macs(spec))
+
+
+def smallest_child(spec: ArchSpec, floor: int = DEFAULT_FLOOR) -> ArchSpec:
+    """``spec`` with every prunable layer cut to the selection floor: the cheapest child pruning can reach."""
+    return apply_channels(spec, {layer: min(c, floor) for layer, c in layer_channels(spec).items()})
+
+
+def v3_parent_width(budget_mflops: float, floor: int = DEFAULT_FLOOR) -> float:
+    """The widest MobileNetV3-Large width whose smallest expansion-only child fits the budget."""
+    for width in V3_WIDTHS:
+        if closed_form_macs(smallest_child(fashion_spec("mobilenet_v3_large", width), floor)) <= budget_mflops * 1e6:
+            return width
+    raise NaspruneError(f"budget {budget_mflops} MFLOPs is below every pruned MobileNetV3-Large width "
+                        f"{', '.join(map(str, V3_WIDTHS))}")
+
+
+@dataclass(frozen=True)
+class PruneFit:
+    """The least pruning that fits: ``pruned`` of ``total`` channels, i.e. global ratio ``pruned / total``."""
+
+    ratio: float
+    pruned: int
+    total: int
+    keep: dict[str, Tensor]
+    child: ArchSpec
+    macs: int
+
+
+def _kept_spec(spec: ArchSpec, keep: Mapping[str, Tensor]) -> ArchSpec:
+    return apply_channels(spec, {layer: int(index.numel()) for layer, index in keep.items()})
+
+
+def fit_global_ratio(spec: ArchSpec, scores: Mapping[str, Tensor], budget_mflops: float, *,
+                     floor: int = DEFAULT_FLOOR,
+                     macs_of: Callable[[ArchSpec], int] = closed_form_macs) -> PruneFit:
+    """The smallest global ratio ``k / N`` whose :func:`select_global` child has MACs within the budget.
+
+    MACs do not increase with ``k`` (a higher threshold keeps a subset), so bisection over the integer
+    ``k`` in ``[0, N - 1]`` finds the least ``k`` that fits in ``log2 N`` counts.
+    """
+    limit = budget_mflops * 1e6
+    total = sum(len(s) for s in scores.values())
+
+    def attempt(k: int) -> PruneFit:
+        keep = select_global(scores, k / total, floor=floor)
+        child = _kept_spec(spec, keep)
+        return PruneFit(k / total, k, total, keep, child, macs_of(child))
+
+    lo, hi = 0, total - 1
+    best = attempt(hi)
+    if best.macs > limit:
+        raise NaspruneError(f"{spec.name} cannot be pruned to {budget_mflops} MFLOPs: its smallest child has "
+                            f"{best.macs / 1e6:.2f}; expected a narrower width")
+    while lo < hi:  # invariant: attempt(hi) fits
+        mid = (lo + hi) // 2
+        trial = attempt(mid)
+        if trial.macs <= limit:
+            hi, best = mid, trial
+        else:
+            lo = mid + 1
+    return best
+
+
+def hand_designed(budgets: Sequence[int], train_resolution: int) -> dict[int, list[Candidate]]:
+    """MobileNetV1 and FD-MobileNet candidates per budget."""
+    return {b: [mobilenet_v1_candidate(b, train_resolution), fd_candidate(b, train_resolution)] for b in budgets}

@@ -1,0 +1,415 @@
+#!/usr/bin/env python
+"""Searched networks against hand-designed MobileNets at 12, 40 and 140 MFLOPs on Fashion-MNIST.
+
+    nice -n 10 .venv/bin/python benchmarks/budget_table.py [--epochs E] [--seeds 0 1] [--resolution 32] [--quick]
+
+Per budget row (MFLOPs = multiply-adds at 224x224, 1 input channel, 10 classes): MobileNetV1 and FD-MobileNet
+(rules in ``budget_select.py``), the best feasible network of a nasprune search retrained from scratch, and
+MobileNetV3-Large pruned with gamma x S to the budget. Every network is trained with one recipe
+(:class:`TableRecipe`) per seed and reported with its TEST accuracy, MACs, params and CPU latency. Every
+stage is resumable: finished runs are cached in ``reports/budget_table.runs.jsonl`` and skipped on a rerun;
+the tables and the figure are rewritten after every run. ``--quick`` is a tiny end-to-end dry run writing
+under ``runs/budget_table_quick/`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from budget_report import write_reports
+from budget_runs import RunCache, run_key
+from budget_select import BUDGETS, Candidate, fashion_spec, fit_global_ratio, hand_designed, v3_parent_width
+
+from nasprune.errors import USER_ERRORS, NaspruneError
+from nasprune.spec import ArchSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+STEM = "budget_table"
+
+
+# -- settings ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class TableRecipe:
+    """The one recipe every network of the table is trained with (a V3 parent adds ``sparsity_lambda``)."""
+
+    epochs: int = 4
+    subset: int | None = 10000
+    val_size: int = 5000
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 5e-5
+    schedule: str = "cosine"
+    augment: bool = True
+    resolution: int = 32
+    sparsity_lambda: float = 1e-4
+
+    def train_config(self, seed: int, *, sparse: bool = False):
+        from nasprune.train import TrainConfig
+
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                           weight_decay=self.weight_decay, schedule=self.schedule, augment=self.augment,
+                           sparsity_lambda=self.sparsity_lambda if sparse else 0.0, device="cpu", seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSettings:
+    """The nasprune search run at every budget (its own, cheaper recipe: shared parents, 1 fine-tune epoch)."""
+
+    space: str = "fd_mobilenet"
+    trials: int = 24
+    timeout: float | None = None
+    subset: int = 6000
+    parent_epochs: int = 3
+    finetune_epochs: int = 1
+    sampler: str = "tpe"
+    seed: int = 0
+
+    def recipe(self, table: TableRecipe, budget: float) -> dict[str, Any]:
+        """The study recipe (``docs/search.md`` schema) at ``budget`` MFLOPs."""
+        return {
+            "space": self.space, "budget_mflops": budget, "space_overrides": {"free_placement": None},
+            "data": {"name": "fashion-mnist", "resolution": table.resolution, "subset": self.subset,
+                     "val_size": table.val_size},
+            "deploy_resolution": 224, "objectives": ["val_acc", "mflops"], "sampler": self.sampler,
+            "seed": self.seed, "trials": self.trials,
+            "parent": {"mode": "shared", "epochs": self.parent_epochs, "batch_size": 128, "lr": 0.1,
+                       "sparsity_lambda": table.sparsity_lambda, "device": "cpu"},
+            "finetune": {"epochs": self.finetune_epochs, "batch_size": 128, "lr": 0.02, "device": "cpu"},
+            "pruner": "none", "latency": {"runs": 20, "threads": 1},
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    table: TableRecipe
+    search: SearchSettings
+    seeds: tuple[int, ...] = (0, 1)
+    budgets: tuple[int, ...] = BUDGETS
+    stages: tuple[str, ...] = ("hand", "search", "searched", "pruned", "latency")
+    out_dir: Path = ROOT / "reports"
+    work_dir: Path = ROOT / "runs" / "budget_table"
+    latency_runs: int = 30
+
+
+class Row(NamedTuple):
+    """One network to train in one budget row."""
+
+    budget: float | None
+    family: str
+    network: str
+    spec: ArchSpec
+    train_resolution: int
+    note: str = ""
+
+
+# -- training one row ----------------------------------------------------------------------------------------
+class _InputShape(NamedTuple):
+    """What ``measure_latency`` reads from ``spec`` when given a model: the input shape (and a cache key)."""
+
+    in_channels: int
+    resolution: int
+    hash: str
+
+
+@dataclass
+class Bench:
+    settings: Settings
+    cache: RunCache
+    _data: dict[int, Any] = field(default_factory=dict)
+
+    def data(self, resolution: int):
+        from nasprune.data import DataConfig, load_data
+
+        if resolution not in self._data:
+            t = self.settings.table
+            self._data[resolution] = load_data(DataConfig(resolution=resolution, subset=t.subset,
+                                                          val_size=t.val_size))
+        return self._data[resolution]
+
+    def latency(self, model, resolution: int) -> float:
+        from nasprune.cost import measure_latency
+
+        shape = _InputShape(model.spec.in_channels, resolution, f"{model.spec.hash}@{resolution}")
+        return float(measure_latency(model, spec=shape, runs=self.settings.latency_runs, threads=1).median_ms)
+
+    def report(self) -> None:
+        s = self.settings
+        write_reports(self.cache.records(), s.out_dir, STEM, s.budgets, preface=recipe_text(s))
+
+
+def row_key(settings: Settings, row: Row, seed: int, init: str = "scratch") -> str:
+    return run_key(kind="train", spec=row.spec.hash, deploy=row.spec.resolution, train_res=row.train_resolution,
+                   seed=seed, recipe=settings.table.to_dict(), init=init, budget=row.budget, family=row.family)
+
+
+def train_row(bench: Bench, row: Row, seed: int, model=None, init: str = "scratch") -> dict[str, Any]:
+    """Train ``row`` (from scratch, or ``model`` as given) with the table recipe; cached by :func:`row_key`.
+
+    ``init`` names where the weights start (``scratch``, ``pruned:<parent>``); ``sparse`` also switches on
+    the recipe's sparsity penalty (a V3 parent's own training).
+    """
+    from nasprune import build, count
+    from nasprune.train import evaluate, fit
+
+    key = row_key(bench.settings, row, seed, init)
+    if (done := bench.cache.get(key)) is not None:
+        return done
+    torch.manual_seed(seed)
+    model = model if model is not None else build(row.spec)
+    data = bench.data(row.train_resolution)
+    print(f"[budget_table] {row.budget} MFLOPs, {row.network}, seed {seed} ...", file=sys.stderr, flush=True)
+    result = fit(model, data, bench.settings.table.train_config(seed, sparse=init == "sparse"))
+    cost = count(row.spec, layers=False)
+    record = {
+        "key": key, "kind": "train", "budget": row.budget, "family": row.family, "network": row.network,
+        "seed": seed, "init": init, "note": row.note, "macs": cost.macs, "mflops": cost.macs / 1e6,
+        "params": cost.params, "deploy_resolution": row.spec.resolution, "train_resolution": row.train_resolution,
+        "val_acc": result.val_acc, "test_acc": evaluate(model, data, "test"),
+        "train_seconds": result.train_seconds, "epochs": result.epochs,
+        "latency_deploy_ms": bench.latency(model, row.spec.resolution),
+        "latency_train_ms": bench.latency(model, row.train_resolution),
+        "spec_hash": row.spec.hash, "spec": row.spec.to_dict(), "recipe": bench.settings.table.to_dict(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    bench.cache.add(record)
+    bench.report()
+    return record
+
+
+# -- stages --------------------------------------------------------------------------------------------------
+def _hand_row(budget: int, c: Candidate) -> Row:
+    label = {"mobilenet_v1": "MobileNetV1", "fd_mobilenet": "FD-MobileNet"}[c.model]
+    at = "" if c.deploy_resolution == 224 else f" @{c.deploy_resolution}"
+    return Row(budget, c.model, f"{label} {c.width:g}x{at}", c.spec, c.train_resolution)
+
+
+def hand_stage(bench: Bench, seed: int) -> None:
+    s = bench.settings
+    for budget, candidates in hand_designed(s.budgets, s.table.resolution).items():
+        for c in candidates:
+            train_row(bench, _hand_row(budget, c), seed)
+
+
+def _search_recipe_file(settings: Settings, raw: dict[str, Any], key: str) -> Path:
+    import yaml
+
+    from nasprune.fsutil import atomic_write_text
+
+    path = settings.work_dir / f"search-{raw['budget_mflops']:g}-{key}.yaml"
+    atomic_write_text(path, yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _search_summary(study, budget: int, space: str, wall: float) -> dict[str, Any]:
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state.name for t in trials]
+    feasible = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("feasible")]
+    if not feasible:
+        raise NaspruneError(f"the search at {budget} MFLOPs has no feasible finished trial: expected at least one "
+                            "(raise --search-trials)")
+    best = max(feasible, key=lambda t: t.user_attrs["val_acc"])
+    seconds = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+                  if t.datetime_complete and t.datetime_start)
+    a = best.user_attrs
+    return {"kind": "search", "budget": budget, "space": space, "trials": len(trials),
+            "complete": states.count("COMPLETE"), "feasible": len(feasible), "pruned": states.count("PRUNED"),
+            "failed": states.count("FAIL"), "wall_seconds": wall, "trial_seconds": seconds,
+            "best_trial": best.number, "best_val_acc": a["val_acc"], "best_mflops": a["mflops"],
+            "schedule": a.get("schedule"), "width": a.get("width"), "se_count": a.get("se_count"),
+            "child_spec": a["child_spec"]}
+
+
+def search_at(bench: Bench, budget: int) -> dict[str, Any]:
+    """Run (or resume) the nasprune search at ``budget``; cached once finished."""
+    from nasprune.search.recipe import load_recipe
+    from nasprune.search.runner import RunOptions, run_search
+
+    s = bench.settings
+    raw = s.search.recipe(s.table, float(budget))
+    key = run_key(kind="search", recipe=raw)
+    if (done := bench.cache.get(key)) is not None:
+        return done
+    work = s.work_dir
+    recipe = load_recipe(_search_recipe_file(s, raw, key), study=f"budget_{budget}_{key}",
+                         storage=f"sqlite:///{work / 'searches.db'}", artifacts=str(work / "search_artifacts"))
+    print(f"[budget_table] search at {budget} MFLOPs ({recipe.trials} trials) ...", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    result = run_search(recipe, RunOptions(timeout=s.search.timeout, progress=False))
+    record = {"key": key, **_search_summary(result.study, budget, s.search.space, time.perf_counter() - start)}
+    bench.cache.add(record)
+    bench.report()
+    return record
+
+
+def search_stage(bench: Bench, seed: int) -> None:
+    for budget in bench.settings.budgets:
+        search_at(bench, budget)
+
+
+def searched_stage(bench: Bench, seed: int) -> None:
+    s = bench.settings
+    for budget in s.budgets:
+        found = search_at(bench, budget)
+        spec = ArchSpec.from_dict(found["child_spec"]).replace(name=f"searched_{budget}")
+        network = (f"search #{found['best_trial']} ({found['schedule']}, width {found['width']:g}, "
+                   f"SE x{found['se_count']})")
+        note = f"best val of {found['feasible']} feasible trials; search val {100 * found['best_val_acc']:.2f} %"
+        train_row(bench, Row(budget, "searched", network, spec, s.table.resolution, note), seed)
+
+
+def _parent_path(settings: Settings, width: float, seed: int) -> Path:
+    key = run_key(width=width, seed=seed, recipe=settings.table.to_dict())
+    return settings.work_dir / "v3_parents" / f"mobilenet_v3_large_{width:g}-s{seed}-{key}.pt"
+
+
+def v3_parent(bench: Bench, width: float, seed: int):
+    """MobileNetV3-Large at ``width`` sparse-trained with the recipe (checkpoint cached); a reference row."""
+    from nasprune import build
+    from nasprune.checkpoint import load, save_checkpoint
+
+    s = bench.settings
+    spec = fashion_spec("mobilenet_v3_large", width)
+    row = Row(None, "reference", f"MobileNetV3-Large {width:g}x (unpruned parent)", spec, s.table.resolution,
+              f"sparse-trained parent (L1 on BN scales, lambda {s.table.sparsity_lambda:g})")
+    path = _parent_path(s, width, seed)
+    if path.is_file() and bench.cache.get(row_key(s, row, seed, "sparse")) is not None:
+        return load(path)
+    model = build(spec)
+    record = train_row(bench, row, seed, model=model, init="sparse")
+    save_checkpoint(path, model, {"role": "budget_table_parent", "test_acc": record["test_acc"]})
+    return model
+
+
+def pruned_stage(bench: Bench, seed: int) -> None:
+    from nasprune.prune import compute_scores, prune_model
+
+    s = bench.settings
+    widths = {b: v3_parent_width(b) for b in s.budgets}
+    for width in dict.fromkeys(widths.values()):
+        parent = v3_parent(bench, width, seed).eval()
+        scores = compute_scores(parent, "gamma_sparsity")
+        for budget in (b for b in s.budgets if widths[b] == width):
+            fit = fit_global_ratio(parent.spec, scores, budget)
+            child = prune_model(parent, fit.keep)
+            note = (f"from width {width:g}; global ratio {fit.ratio:.3f} ({fit.pruned} of {fit.total} expansion "
+                    "channels), then fine-tuned with the recipe")
+            row = Row(budget, "v3_pruned", f"MobileNetV3-Large {width:g}x pruned {100 * fit.ratio:.1f} %",
+                      child.spec.replace(name=f"mnv3l_{width:g}_pruned_{budget}"), s.table.resolution, note)
+            train_row(bench, row, seed, model=child, init=f"pruned:{_parent_path(s, width, seed).name}")
+
+
+def latency_stage(bench: Bench, rounds: int = 5) -> None:
+    """Re-time every trained network in one session, interleaved: the least median of ``rounds`` rounds.
+
+    Latencies taken right after each run depend on what else the shared machine was doing at that moment;
+    timing all networks round-robin in one session and keeping each one's best round compares them under the
+    same load. Weights do not change the time, so networks are rebuilt from their specs.
+    """
+    from nasprune import build
+
+    runs = [r for r in bench.cache.records() if r.get("kind") == "train"]
+    targets: dict[str, tuple[Any, int]] = {}
+    for r in runs:
+        spec = ArchSpec.from_dict(r["spec"])
+        for res in (r["deploy_resolution"], r["train_resolution"]):
+            targets.setdefault(f"{spec.hash}@{res}", (spec, res))
+    models = {key: build(spec).eval() for key, (spec, _) in targets.items()}
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for key, (_, res) in targets.items():
+            ms = bench.latency(models[key], res)
+            best[key] = min(best.get(key, float("inf")), ms)
+    bench.cache.add({"key": "latency-session", "kind": "latency", "rounds": rounds, "threads": 1,
+                     "runs": bench.settings.latency_runs, "ms": best,
+                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+STAGES = {"hand": hand_stage, "search": search_stage, "searched": searched_stage, "pruned": pruned_stage}
+FINAL_STAGES = {"latency": latency_stage}
+
+
+def recipe_text(s: Settings) -> str:
+    t, q = s.table, s.search
+    return (f"Recipe: {t.epochs} epochs, SGD (Nesterov, momentum 0.9) lr {t.lr:g} cosine, batch {t.batch_size}, "
+            f"weight decay {t.weight_decay:g}, random crop + flip, training subset {t.subset} images "
+            f"(validation {t.val_size}, test 10000), training resolution {t.resolution} (MobileNetV1 below 224: "
+            f"proportionally smaller), seeds {', '.join(map(str, s.seeds))}. Search: {q.space}, {q.trials} "
+            f"trials, {q.sampler}, shared parents ({q.parent_epochs} epochs on {q.subset} images), "
+            f"{q.finetune_epochs} fine-tune epoch per trial.\n\n")
+
+
+# -- command line --------------------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=None, help="training epochs of every network (default 4)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0 1)")
+    p.add_argument("--resolution", type=int, default=None, help="training resolution (default 32)")
+    p.add_argument("--subset", type=int, default=None, help="training images (default 10000)")
+    p.add_argument("--budgets", type=int, nargs="+", default=None, help="MFLOPs budgets (default 12 40 140)")
+    p.add_argument("--search-trials", type=int, default=None, help="finished trials per search (default 24)")
+    p.add_argument("--search-timeout", type=float, default=None, help="start no new search trial after S s")
+    p.add_argument("--stages", nargs="+", choices=[*STAGES, *FINAL_STAGES], default=None,
+                   help="stages to run (default all)")
+    p.add_argument("--quick", action="store_true", help="tiny dry run into runs/budget_table_quick/")
+    return p.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    table, search = TableRecipe(), SearchSettings()
+    base: dict[str, Any] = {}
+    if args.quick:
+        table = TableRecipe(epochs=1, subset=256, val_size=500)
+        search = SearchSettings(trials=3, subset=256, parent_epochs=1)
+        work = ROOT / "runs" / "budget_table_quick"
+        base = {"seeds": (0,), "out_dir": work, "work_dir": work, "latency_runs": 3}
+    table = dataclasses.replace(table, **{k: v for k, v in (("epochs", args.epochs), ("subset", args.subset),
+                                                            ("resolution", args.resolution)) if v is not None})
+    search = dataclasses.replace(search, **{k: v for k, v in (("trials", args.search_trials),
+                                                              ("timeout", args.search_timeout)) if v is not None})
+    for name, value, minimum in (("epochs", table.epochs, 1), ("resolution", table.resolution, 16),
+                                 ("subset", table.subset, 1), ("search-trials", search.trials, 1)):
+        if value < minimum:
+            raise NaspruneError(f"--{name} {value} is invalid: expected an integer >= {minimum}")
+    unknown = sorted(set(args.budgets or ()) - set(BUDGETS))
+    if unknown:
+        raise NaspruneError(f"--budgets {unknown[0]} is invalid: expected some of {', '.join(map(str, BUDGETS))}")
+    extra = {k: tuple(v) for k, v in (("seeds", args.seeds), ("budgets", args.budgets), ("stages", args.stages)) if v}
+    return Settings(table=table, search=search, **{**base, **extra})
+
+
+def run(settings: Settings) -> None:
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    cache = RunCache(settings.out_dir / f"{STEM}.runs.jsonl")
+    bench = Bench(settings, cache)
+    for seed in settings.seeds:
+        for name in settings.stages:
+            if name in STAGES:
+                STAGES[name](bench, seed)
+    for name in settings.stages:
+        if name in FINAL_STAGES:
+            FINAL_STAGES[name](bench)
+    bench.report()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        run(settings_from_args(parse_args(argv)))
+    except USER_ERRORS as exc:
+        print(f"budget_table: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The budget table's selection logic (benchmarks/budget_select.py), run cache, table and command-line errors.
+
+No training here: which MobileNetV1 / FD-MobileNet / MobileNetV3-Large width fits each budget, how far V3 is
+pruned to fit, and the aggregation of seeds, all with exact MAC counts (1 input channel, 10 classes, 224x224).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import budget_report  # noqa: E402
+import budget_select as sel  # noqa: E402
+import budget_table  # noqa: E402
+from budget_runs import RunCache, run_key  # noqa: E402
+
+from nasprune import count  # noqa: E402
+from nasprune.errors import NaspruneError  # noqa: E402
+from nasprune.prune import layer_channels  # noqa: E402
+
+
+def test_ladder_keeps_the_deploy_to_training_ratio():
+    assert sel.deploy_ladder(32) == [(224, 32), (196, 28), (168, 24), (140, 20), (112, 16)]
+    assert sel.deploy_ladder(28) == [(224, 28), (192, 24), (160, 20), (128, 16)]
+
+
+@pytest.mark.parametrize("budget, width, deploy, train, macs", [
+    (12, 0.25, 112, 16, 10_126_144),    # nothing fits at 224 or 140 (0.25x @140 has 15.8 M)
+    (40, 0.25, 224, 32, 38_970_496),
+    (140, 0.75, 140, 20, 134_655_888),  # 0.5x @224 (the paper's comparator) has 145.4 M: over budget
+])
+def test_mobilenet_v1_takes_the_most_macs_within_budget(budget, width, deploy, train, macs):
+    c = sel.mobilenet_v1_candidate(budget, 32)
+    assert (c.width, c.deploy_resolution, c.train_resolution, c.macs) == (width, deploy, train, macs)
+    over = [sel.closed_form_macs(sel.fashion_spec("mobilenet_v1", w, d)) for d, _ in sel.deploy_ladder(32)
+            for w in sel.V1_WIDTHS]
+    assert not [m for m in over if macs < m <= budget * 1e6]
+
+
+def test_paper_comparator_is_over_the_140_budget():
+    assert sel.closed_form_macs(sel.fashion_spec("mobilenet_v1", 0.5)) == 145_377_536
+
+
+@pytest.mark.parametrize("budget, macs", [(12, 9_978_176), (40, 36_012_672), (140, 136_250_624)])
+def test_fd_mobilenet_width_per_budget(budget, macs):
+    c = sel.fd_candidate(budget, 32)
+    assert (c.width, c.deploy_resolution, c.macs) == (sel.FD_WIDTHS[budget], 224, macs)
+
+
+def test_closed_form_macs_equal_fvcore():
+    specs = [sel.mobilenet_v1_candidate(12, 32).spec, sel.fd_candidate(40, 32).spec,
+             sel.smallest_child(sel.fashion_spec("mobilenet_v3_large", 0.5))]
+    assert [sel.closed_form_macs(s) for s in specs] == [count(s, layers=False).macs for s in specs]
+
+
+def test_v3_width_is_the_widest_whose_smallest_child_fits():
+    assert sel.closed_form_macs(sel.smallest_child(sel.fashion_spec("mobilenet_v3_large", 1.0))) == 24_183_320
+    assert sel.closed_form_macs(sel.smallest_child(sel.fashion_spec("mobilenet_v3_large", 0.5))) == 10_170_264
+    assert [sel.v3_parent_width(b) for b in (12, 40, 140)] == [0.5, 1.0, 1.0]
+    with pytest.raises(NaspruneError, match="below every pruned MobileNetV3-Large"):
+        sel.v3_parent_width(5)
+
+
+def _scores(spec, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {layer: torch.rand(c, generator=g, dtype=torch.float64) for layer, c in layer_channels(spec).items()}
+
+
+@pytest.mark.parametrize("width, budget, pruned, total, macs", [
+    (1.0, 140, 1838, 5000, 139_997_260),
+    (1.0, 40, 4381, 5000, 39_985_066),
+    (0.5, 12, 2322, 2528, 11_992_531),
+])
+def test_global_ratio_is_the_least_pruning_that_fits(width, budget, pruned, total, macs):
+    spec = sel.fashion_spec("mobilenet_v3_large", width)
+    scores = _scores(spec)
+    fit = sel.fit_global_ratio(spec, scores, budget)
+    assert (fit.pruned, fit.total, fit.macs, fit.ratio) == (pruned, total, macs, pruned / total)
+    assert fit.macs <= budget * 1e6
+    one_less = sel.select_global(scores, (pruned - 1) / total)
+    assert sel.closed_form_macs(sel._kept_spec(spec, one_less)) > budget * 1e6
+
+
+def test_global_ratio_refuses_an_unreachable_budget():
+    spec = sel.fashion_spec("mobilenet_v3_large", 1.0)
+    with pytest.raises(NaspruneError, match="cannot be pruned to 12 MFLOPs"):
+        sel.fit_global_ratio(spec, _scores(spec), 12)
+
+
+def test_run_cache_round_trip_and_replace(tmp_path):
+    cache = RunCache(tmp_path / "runs.jsonl")
+    key = run_key(kind="train", seed=0)
+    assert key == run_key(seed=0, kind="train") and len(key) == 16
+    cache.add({"key": key, "test_acc": 0.5})
+    cache.add({"key": "other", "test_acc": 0.1})
+    cache.add({"key": key, "test_acc": 0.75})
+    assert cache.get(key) == {"key": key, "test_acc": 0.75}
+    assert [r["key"] for r in cache] == ["other", key]
+
+
+def _run(seed, acc, family="fd_mobilenet", budget=40):
+    return {"key": f"{family}{seed}", "kind": "train", "budget": budget, "family": family, "network": family,
+            "seed": seed, "mflops": 36.0, "params": 10, "test_acc": acc, "val_acc": acc, "latency_deploy_ms": 2.0,
+            "latency_train_ms": 1.0, "deploy_resolution": 224, "train_resolution": 32, "note": "",
+            "spec_hash": "h"}
+
+
+def test_summary_mean_and_half_range_over_seeds():
+    records = [_run(0, 0.80), _run(1, 0.86), _run(0, 0.70, "mobilenet_v1"),
+               {"key": "latency-session", "kind": "latency", "ms": {"h@224": 1.5}}]
+    table = budget_report.summarize(records)
+    assert list(table["family"]) == ["mobilenet_v1", "fd_mobilenet"]
+    fd = table.iloc[1]
+    assert (fd.seeds, fd.test_acc, fd.test_spread) == (2, pytest.approx(0.83), pytest.approx(0.03))
+    assert (fd.latency_224_ms, fd.latency_train_ms) == (1.5, 1.0)
+    assert "| 40 | FD-MobileNet | fd_mobilenet | 36.00 | 10 | 83.00 ± 3.00 | 2 |" in budget_report.markdown(
+        table, budget_report.search_table(records))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--budgets", "13"], "--budgets 13 is invalid"),
+    (["--epochs", "0"], "--epochs 0 is invalid"),
+    (["--resolution", "8"], "--resolution 8 is invalid"),
+])
+def test_cli_bad_input_is_one_line_exit_2(argv, message, capsys):
+    assert budget_table.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("budget_table: error: ") and message in err and err.count("\n") == 1
