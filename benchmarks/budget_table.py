@@ -40,8 +40,8 @@ STEM = "budget_table"
 class TableRecipe:
     """The one recipe every network of the table is trained with (a V3 parent adds ``sparsity_lambda``)."""
 
-    epochs: int = 4
-    subset: int | None = 10000
+    epochs: int = 3
+    subset: int | None = 8000
     val_size: int = 5000
     batch_size: int = 128
     lr: float = 0.1
@@ -67,7 +67,7 @@ class SearchSettings:
     """The nasprune search run at every budget (its own, cheaper recipe: shared parents, 1 fine-tune epoch)."""
 
     space: str = "fd_mobilenet"
-    trials: int = 24
+    trials: int = 20
     timeout: float | None = None
     subset: int = 6000
     parent_epochs: int = 3
@@ -352,12 +352,12 @@ def recipe_text(s: Settings) -> str:
 # -- command line --------------------------------------------------------------------------------------------
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=None, help="training epochs of every network (default 4)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs of every network (default 3)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="training seeds (default 0 1)")
     p.add_argument("--resolution", type=int, default=None, help="training resolution (default 32)")
-    p.add_argument("--subset", type=int, default=None, help="training images (default 10000)")
+    p.add_argument("--subset", type=int, default=None, help="training images (default 8000)")
     p.add_argument("--budgets", type=int, nargs="+", default=None, help="MFLOPs budgets (default 12 40 140)")
-    p.add_argument("--search-trials", type=int, default=None, help="finished trials per search (default 24)")
+    p.add_argument("--search-trials", type=int, default=None, help="finished trials per search (default 20)")
     p.add_argument("--search-timeout", type=float, default=None, help="start no new search trial after S s")
     p.add_argument("--stages", nargs="+", choices=[*STAGES, *FINAL_STAGES], default=None,
                    help="stages to run (default all)")
