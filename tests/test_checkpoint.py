@@ -10,6 +10,8 @@ from nasprune import build, get_spec
 from nasprune.checkpoint import CHECKPOINT_FORMAT, read_checkpoint, save_checkpoint
 from nasprune.errors import NaspruneError
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
 SPEC = get_spec("mobilenet_v3_small", width=0.25, resolution=32, num_classes=10, in_channels=1)
 
 

@@ -14,6 +14,8 @@ from nasprune import data as data_mod
 from nasprune.data import DataConfig, Normalization, TensorSplit, augment_batch, load_data
 from nasprune.errors import DataError
 
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
 FASHION_DIR = data_mod.DEFAULT_FASHION_MNIST_DIR
 needs_fashion = pytest.mark.skipif(not (FASHION_DIR / "train-images-idx3-ubyte.gz").is_file(),
                                    reason="Debian's dataset-fashion-mnist is not installed")

@@ -29,13 +29,7 @@ TINY = ArchSpec(name="tiny", in_channels=1, resolution=32, num_classes=4, stem=S
 FAST = TrainConfig(epochs=1, batch_size=64, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: deterministic and not slowed to a crawl when the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")  # a shared, loaded machine: extra threads spin
 
 
 @pytest.fixture(scope="module")
