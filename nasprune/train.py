@@ -302,6 +302,14 @@ def _make_loop(model: nn.Module, data: Data, config: TrainConfig, progress: bool
                  generator=torch.Generator().manual_seed(config.seed), progress=progress)
 
 
+@contextlib.contextmanager
+def _restore_layout(model: nn.Module):
+    try:
+        yield
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
 def fit(model: nn.Module, data: Data, config: TrainConfig, *,
         epoch_callback: Callable[[int, float], None] | None = None, progress: bool = False) -> TrainResult:
     """Train ``model`` in place on ``data.train``, validating on ``data.val`` after every epoch.
@@ -323,7 +331,10 @@ def fit(model: nn.Module, data: Data, config: TrainConfig, *,
     history: list[dict] = []
     start = time.perf_counter()
     rng_devices = [torch.cuda.current_device()] if loop.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):
+    # channels-last weights make the CPU (oneDNN) convolutions of these nets 2-2.5x faster (measured);
+    # the model is handed back in the default layout.
+    model.to(memory_format=torch.channels_last)
+    with torch.random.fork_rng(devices=rng_devices), _restore_layout(model):
         torch.manual_seed(config.seed)  # dropout
         for epoch in range(1, config.epochs + 1):
             stats = _train_epoch(loop, epoch)
