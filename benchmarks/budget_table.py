@@ -42,9 +42,9 @@ class TableRecipe:
 
     epochs: int = 3
     subset: int | None = 8000
-    val_size: int = 5000
-    batch_size: int = 128
-    lr: float = 0.1
+    val_size: int = 2000
+    batch_size: int = 64
+    lr: float = 0.05
     weight_decay: float = 5e-5
     schedule: str = "cosine"
     augment: bool = True
@@ -67,10 +67,10 @@ class SearchSettings:
     """The nasprune search run at every budget (its own, cheaper recipe: shared parents, 1 fine-tune epoch)."""
 
     space: str = "fd_mobilenet"
-    trials: int = 20
+    trials: int = 12
     timeout: float | None = None
-    subset: int = 6000
-    parent_epochs: int = 3
+    subset: int = 4000
+    parent_epochs: int = 2
     finetune_epochs: int = 1
     sampler: str = "tpe"
     seed: int = 0
@@ -83,9 +83,9 @@ class SearchSettings:
                      "val_size": table.val_size},
             "deploy_resolution": 224, "objectives": ["val_acc", "mflops"], "sampler": self.sampler,
             "seed": self.seed, "trials": self.trials,
-            "parent": {"mode": "shared", "epochs": self.parent_epochs, "batch_size": 128, "lr": 0.1,
+            "parent": {"mode": "shared", "epochs": self.parent_epochs, "batch_size": 64, "lr": 0.05,
                        "sparsity_lambda": table.sparsity_lambda, "device": "cpu"},
-            "finetune": {"epochs": self.finetune_epochs, "batch_size": 128, "lr": 0.02, "device": "cpu"},
+            "finetune": {"epochs": self.finetune_epochs, "batch_size": 64, "lr": 0.01, "device": "cpu"},
             "pruner": "none", "latency": {"runs": 20, "threads": 1},
         }
 
@@ -359,10 +359,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--resolution", type=int, default=None, help="training resolution (default 32)")
     p.add_argument("--subset", type=int, default=None, help="training images (default 8000)")
     p.add_argument("--budgets", type=int, nargs="+", default=None, help="MFLOPs budgets (default 12 40 140)")
-    p.add_argument("--search-trials", type=int, default=None, help="finished trials per search (default 20)")
+    p.add_argument("--search-trials", type=int, default=None, help="finished trials per search (default 12)")
     p.add_argument("--search-timeout", type=float, default=None, help="start no new search trial after S s")
     p.add_argument("--stages", nargs="+", choices=[*STAGES, *FINAL_STAGES], default=None,
                    help="stages to run (default all)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads for training (default 1: robust on a machine shared with other jobs)")
     p.add_argument("--quick", action="store_true", help="tiny dry run into runs/budget_table_quick/")
     return p.parse_args(argv)
 
@@ -406,7 +408,10 @@ def run(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        run(settings_from_args(parse_args(argv)))
+        args = parse_args(argv)
+        settings = settings_from_args(args)
+        torch.set_num_threads(max(1, args.threads))
+        run(settings)
     except USER_ERRORS as exc:
         print(f"budget_table: error: {exc}", file=sys.stderr)
         return 2
