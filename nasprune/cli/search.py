@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default=None, help="default: the recipe's (tpe)")
     p.add_argument("--workers", type=positive_int, default=1, metavar="N",
                    help="worker processes on this machine sharing the storage (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, metavar="N",
+                   help="torch threads per worker (default 1: on a busy machine more threads per process are "
+                        "much slower; use --workers to occupy more cores)")
     p.add_argument("--timeout", type=positive_float, default=None, metavar="S",
                    help="start no new trial after S seconds")
     p.add_argument("--seed", type=int, default=None, help="sampler and training seed")
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                          storage=args.storage, space=args.space, data_name=args.data, data_dir=args.data_dir,
                          sampler=args.sampler, seed=args.seed, with_baselines=args.with_baselines,
                          artifacts=args.artifacts)
-    result = run_search(recipe, RunOptions(workers=args.workers, timeout=args.timeout,
+    result = run_search(recipe, RunOptions(workers=args.workers, timeout=args.timeout, threads=args.threads,
                                            progress=not args.no_progress))
     study = result.study
     states = [t.state.name for t in study.get_trials(deepcopy=False)]

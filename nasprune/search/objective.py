@@ -74,7 +74,8 @@ class Objective:
         self.artifacts_dir = Path(artifacts_dir)
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         self.store = FileSystemArtifactStore(str(self.artifacts_dir))
-        self.parents = ParentCache(self.artifacts_dir / "parents", recipe.parent_key(), enabled=cache)
+        self.parents = ParentCache(self.artifacts_dir / "parents", recipe.parent_key(),
+                                   enabled=cache and recipe.parent_cache)
         self._data = data
         self.shape = data_shape(recipe, data)
 

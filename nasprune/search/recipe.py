@@ -60,6 +60,7 @@ class Recipe:
     storage: str | None = None
     artifacts: str | None = None
     parent_mode: str = "per_trial"
+    parent_cache: bool = True
     parent: Mapping[str, Any] = field(default_factory=dict)    # TrainConfig fields for sparse training
     finetune: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig fields; epochs 0 = BN recalibration
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
@@ -109,7 +110,8 @@ class Recipe:
             "path": self.path, "study": self.study, "space": self.space.path, "data": dict(self.data),
             "budget_mflops": self.budget_mflops, "deploy_resolution": self.deploy_resolution,
             "objectives": list(self.objectives), "sampler": self.sampler, "seed": self.seed, "trials": self.trials,
-            "parent": {"mode": self.parent_mode, **self.parent}, "finetune": dict(self.finetune),
+            "parent": {"mode": self.parent_mode, "cache": self.parent_cache, **self.parent},
+            "finetune": dict(self.finetune),
             "pruner": dataclasses.asdict(self.pruner),
             "latency": {"runs": self.latency_runs, "threads": self.latency_threads},
             "with_baselines": self.with_baselines,
@@ -128,6 +130,8 @@ def _validate(r: Recipe) -> None:
             raise _bad(path, key, value, "an integer >= 1")
     if r.sampler not in SAMPLERS:
         raise _bad(path, "sampler", r.sampler, f"one of {', '.join(SAMPLERS)}")
+    if not isinstance(r.parent_cache, bool):
+        raise _bad(path, "parent.cache", r.parent_cache, "true or false")
     if r.parent_mode not in PARENT_MODES:
         raise _bad(path, "parent.mode", r.parent_mode, f"one of {', '.join(PARENT_MODES)}")
     obj = list(r.objectives)
@@ -199,6 +203,7 @@ def parse_recipe(raw: Any, path: str | Path, **overrides: Any) -> Recipe:
         objectives=tuple(raw.get("objectives", ("val_acc", "mflops"))), sampler=raw.get("sampler", "tpe"),
         seed=raw.get("seed", 0), trials=raw.get("trials", 30), storage=raw.get("storage"),
         artifacts=raw.get("artifacts"), parent_mode=parent.pop("mode", "per_trial"),
+        parent_cache=parent.pop("cache", True),
         parent=_parse_train(path, "parent", parent), finetune=_parse_train(path, "finetune", raw.get("finetune")),
         pruner=_parse_pruner(path, raw.get("pruner")), latency_runs=latency.get("runs", 20),
         latency_threads=latency.get("threads", 1), with_baselines=bool(raw.get("with_baselines", False)), raw=raw,

@@ -8,12 +8,12 @@ many processes on this machine, all sharing the storage (SQLite in WAL mode with
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
-import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ class RunOptions:
     timeout: float | None = None
     progress: bool = True
     cache: bool = True          # the parent cache (False: retrain every parent; benchmarks)
+    threads: int = 1            # torch threads per worker: one each is the fastest on a shared, loaded machine
 
 
 # -- where things live ------------------------------------------------------------------------------------
@@ -273,9 +274,9 @@ def _worker(recipe: Recipe, url: str, artifacts: str, index: int, threads: int, 
 
 def _run_workers(study, recipe: Recipe, url: str, artifacts: Path, opts: RunOptions, progress: Progress) -> None:
     ctx = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // opts.workers)
-    procs = [ctx.Process(target=_worker, args=(recipe, url, str(artifacts), i, threads, recipe.trials, opts.timeout,
-                                               opts.cache), daemon=False) for i in range(opts.workers)]
+    args = (recipe, url, str(artifacts))
+    tail = (opts.threads, recipe.trials, opts.timeout, opts.cache)
+    procs = [ctx.Process(target=_worker, args=(*args, i, *tail)) for i in range(opts.workers)]
     for p in procs:
         p.start()
     try:
@@ -292,6 +293,18 @@ def _run_workers(study, recipe: Recipe, url: str, artifacts: Path, opts: RunOpti
     if bad:
         raise NaspruneError(f"{len(bad)} of {opts.workers} worker processes failed (exit codes {bad}); "
                             "see their messages above")
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @dataclass(frozen=True)
@@ -325,8 +338,9 @@ def run_search(recipe: Recipe, opts: RunOptions = RunOptions()) -> SearchResult:
     try:
         if before < recipe.trials:
             if opts.workers == 1:
-                _optimize(study, recipe, artifacts, recipe.trials, opts.timeout, opts.cache,
-                          callbacks=[lambda s, t: progress.update(s)])
+                with _torch_threads(opts.threads):
+                    _optimize(study, recipe, artifacts, recipe.trials, opts.timeout, opts.cache,
+                              callbacks=[lambda s, t: progress.update(s)])
             else:
                 _run_workers(study, recipe, url, artifacts, opts, progress)
         progress.update(study)

@@ -1,0 +1,123 @@
+"""One trial: counted before training, over-budget trials train nothing, the counted child is the trained one."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import torch
+
+import nasprune
+import nasprune.train
+from nasprune.checkpoint import load
+from nasprune.cost import count_model
+from nasprune.search.objective import Objective, strip_se
+from nasprune.search.pruning import should_stop
+from nasprune.search.recipe import PrunerConfig, parse_recipe
+from nasprune.search.space import FixedParams, load_space, resolve
+
+RECIPE = {"budget_mflops": 8, "data": {"name": "synthetic", "resolution": 16, "subset": 120, "val_size": 60},
+          "space": "fd_mobilenet", "space_overrides": {"free_placement": None, "width": [0.25, 0.5]},
+          "parent": {"epochs": 1, "batch_size": 60, "lr": 0.05, "sparsity_lambda": 1e-4},
+          "finetune": {"epochs": 1, "batch_size": 60, "lr": 0.02}, "latency": {"runs": 2}}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def fit_calls(monkeypatch):
+    calls = []
+    real = nasprune.train.fit
+
+    def counting_fit(model, data, config, **kw):
+        calls.append(config.epochs)
+        return real(model, data, config, **kw)
+
+    monkeypatch.setattr(nasprune.train, "fit", counting_fit)
+    return calls
+
+
+def _study():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0))
+
+
+def _params(width, ratio, schedule="fast", **extra):
+    return {"schedule": schedule, "width": width, "criterion": "gamma_sparsity",
+            **{f"ratio_{i}": ratio for i in range(13)}, **{f"se_{i}": False for i in range(13)}, **extra}
+
+
+def test_over_budget_trials_train_nothing(tmp_path, fit_calls):
+    study = _study()
+    for ratio in (0.0, 0.1, 0.2):
+        study.enqueue_trial(_params(0.5, ratio, "slow"))
+    study.optimize(Objective(parse_recipe(RECIPE, "r.yaml"), tmp_path), n_trials=3)
+    assert fit_calls == []
+    for t in study.trials:
+        assert t.state.name == "COMPLETE" and t.user_attrs["feasible"] is False
+        assert t.constraints["budget"] == pytest.approx(t.user_attrs["mflops"] - 8) and t.constraints["budget"] > 0
+        assert t.values == [0.0, t.user_attrs["mflops"]]
+        assert "val_acc" not in t.user_attrs and "artifact_id" not in t.user_attrs
+    assert not (tmp_path / "parents").exists()
+
+
+@pytest.mark.parametrize("mode", ["per_trial", "shared"])
+def test_counted_child_is_the_trained_child(tmp_path, fit_calls, mode):
+    recipe = parse_recipe({**RECIPE, "budget_mflops": 40, "parent": {**RECIPE["parent"], "mode": mode}}, "r.yaml")
+    study = _study()
+    study.enqueue_trial(_params(0.5, 0.3, se_2=True, ratio_4=0.5, criterion="l1"))
+    study.enqueue_trial(_params(0.5, 0.2, se_2=True))
+    study.optimize(Objective(recipe, tmp_path), n_trials=2)
+    # parent trained once (shared by both trials in either mode: same width and SE), one fine-tune each
+    assert fit_calls == [1, 1, 1] and len(list((tmp_path / "parents").glob("*.pt"))) == 1
+    for t in study.trials:
+        a = t.user_attrs
+        assert t.state.name == "COMPLETE" and a["feasible"] and 0 <= a["val_acc"] <= 1 and a["latency_ms"] > 0
+        path = tmp_path / "child.pt"
+        optuna.artifacts.download_artifact(artifact_store=optuna.artifacts.FileSystemArtifactStore(str(tmp_path)),
+                                           artifact_id=a["artifact_id"], file_path=str(path))
+        child = load(path)
+        path.unlink()
+        assert child.spec.to_dict() == a["child_spec"] and child.spec.resolution == 224
+        assert count_model(child, child.spec, layers=False).macs == a["macs"] == round(a["mflops"] * 1e6)
+        assert sum(p.numel() for p in child.parameters()) == a["params"]
+        assert a["se_blocks"] == [2] and a["se_count"] == 1 and a["parent_mode"] == mode
+        assert a["downsample_layers"] == [0, 1, 3, 5] and len(a["feature_sizes"]) == 12
+        assert a["layers"][4]["after"] < a["layers"][4]["before"]
+    assert [t.user_attrs["parent_cached"] for t in study.trials] == [False, True]
+
+
+def test_strip_se_keeps_every_other_weight():
+    space = load_space("fd_mobilenet")
+    spec = resolve(space, space.sample(FixedParams({"schedule": "fast", "width": 0.25}, se=True)),
+                   mode="per_trial", resolution=32).parent
+    model = nasprune.build(spec)
+    stripped = strip_se(model, [0, 5])
+    assert stripped.spec.se_count == spec.se_count - 2
+    kept = stripped.state_dict()
+    for k, v in model.state_dict().items():
+        if k.startswith(("blocks.0.se.", "blocks.5.se.")):
+            assert k not in kept
+        else:
+            assert torch.equal(kept[k], v)
+
+
+def test_median_rule_stops_below_the_median_after_warmup():
+    cfg = PrunerConfig(name="median", warmup_trials=3, min_epochs=1)
+    peers = [[0.5, 0.6], [0.7, 0.8], [0.6, 0.9]]
+    assert should_stop(cfg, 1, 0.55, peers) and not should_stop(cfg, 1, 0.65, peers)
+    assert not should_stop(cfg, 1, 0.1, peers[:2])  # fewer than warmup_trials peers
+    assert not should_stop(PrunerConfig(name="none"), 1, 0.0, peers)
+
+
+def test_successive_halving_keeps_the_top_third_at_rungs():
+    cfg = PrunerConfig(name="successive_halving", warmup_trials=2, min_epochs=1, reduction=3)
+    peers = [[0.9] * 9, [0.8] * 9, [0.7] * 9, [0.6] * 9, [0.5] * 9]
+    assert not should_stop(cfg, 1, 0.85, peers) and should_stop(cfg, 1, 0.75, peers)  # 6 values: top 2 survive
+    assert not should_stop(cfg, 2, 0.1, peers)  # 2 is not a rung (1, 3, 9, ...)
+    assert should_stop(cfg, 3, 0.75, peers) and should_stop(cfg, 9, 0.1, peers)

@@ -1,0 +1,116 @@
+"""Search spaces: the shipped files parse, reproduce the hand designs, and bad files get one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from nasprune.cost import count
+from nasprune.errors import NaspruneError
+from nasprune.prune import keep_count, layer_channels, prunable_layers
+from nasprune.search.space import FixedParams, load_space, parse_space, resolve
+from nasprune.zoo import fd_mobilenet, mobilenet_v1, mobilenet_v3_large
+
+SHAPE = dict(in_channels=1, num_classes=10)
+
+
+@pytest.fixture(scope="module")
+def fd():
+    return load_space("fd_mobilenet")
+
+
+@pytest.mark.parametrize("width", [0.25, 0.5, 0.75, 1.0])
+def test_fast_and_slow_are_fd_mobilenet_and_mobilenet_v1(fd, width):
+    for schedule, zoo in (("fast", fd_mobilenet), ("slow", mobilenet_v1)):
+        cand = fd.sample(FixedParams({"schedule": schedule, "width": width}))
+        design = resolve(fd, cand, mode="per_trial", **SHAPE)
+        assert design.parent.hash == zoo(width, in_channels=1, num_classes=10).hash
+        assert design.child.hash == design.parent.hash  # ratio 0 everywhere: nothing pruned
+
+
+def test_v3_slow_with_its_se_is_mobilenet_v3_large():
+    space = load_space("mobilenet_v3")
+    se = {f"se_{i}": i in (3, 4, 5, 10, 11, 12, 13, 14) for i in range(15)}
+    cand = space.sample(FixedParams({"schedule": "slow", "width": 1.0, **se}))
+    assert resolve(space, cand, mode="per_trial", num_classes=1000).parent.hash == mobilenet_v3_large().hash
+    # pruning cuts expansion channels only: block 0 has none (exp == in)
+    assert [k.split(".")[1] for k in cand.ratios] == [str(i) for i in range(1, 15)]
+
+
+def test_sample_draws_every_dimension(fd):
+    params = {"schedule": "custom", "ds_0": 1, "ds_1": 1, "ds_2": 5, "ds_3": 6, "width": 0.5, "se_2": True,
+              "se_12": True, "ratio_3": 0.4, "criterion": "l1"}
+    cand = fd.sample(FixedParams(params))
+    assert cand.downsample == (1, 2, 5, 6)  # the clash at 1 moves the second stride right
+    assert cand.se_blocks == (2, 12) and cand.criterion == "l1" and cand.width == 0.5
+    assert cand.ratios["blocks.3.conv_pw"] == 0.4 and len(cand.ratios) == 13
+    child = resolve(fd, cand, mode="per_trial", **SHAPE).child
+    assert child.downsample_layers() == [1, 2, 5, 6] and child.se_count == 2
+
+
+def test_per_trial_child_channels_follow_keep_count(fd):
+    cand = fd.sample(FixedParams({"schedule": "fast", "width": 1.0}, ratio=0.3))
+    design = resolve(fd, cand, mode="per_trial", **SHAPE)
+    before, after = layer_channels(design.parent), layer_channels(design.child)
+    assert after == {k: keep_count(n, 0.3) for k, n in before.items()}
+
+
+def test_shared_mode_turns_width_into_pruning_of_the_widest_parent(fd):
+    cand = fd.sample(FixedParams({"schedule": "fast", "width": 0.5, "se_4": True}, ratio=0.2))
+    design = resolve(fd, cand, mode="shared", **SHAPE)
+    assert design.parent.hash == fd.network("fast", (), 1.0, range(11), **SHAPE).hash  # widest, SE everywhere
+    assert design.drop_se == tuple(i for i in range(11) if i != 4)
+    before, after = layer_channels(design.parent), layer_channels(design.child)
+    assert after == {k: keep_count(n, 1 - 0.5 * 0.8) for k, n in before.items()}
+    assert design.child.se_count == 1 and design.child.stem.out_channels == 32  # the stem keeps the widest width
+
+
+def test_smallest_cost_is_below_every_sample(fd):
+    small = fd.sample(FixedParams({"schedule": "fast", "width": 0.25}, ratio=fd.ratio_high))
+    smallest = count(resolve(fd, small, mode="per_trial", **SHAPE).child, layers=False).macs
+    other = fd.sample(FixedParams({"schedule": "fast", "width": 0.25, "se_3": True}, ratio=0.5))
+    assert count(resolve(fd, other, mode="per_trial", **SHAPE).child, layers=False).macs > smallest
+
+
+def _space(tmp_path, change):
+    data = yaml.safe_load(open(load_space("fd_mobilenet").path))
+    change(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda d: d.update(colour="red"), "unknown key 'colour' (value 'red'): expected one of name, family"),
+    (lambda d: d.update(width=[0.5, -1]), "width=-1 is invalid: expected a number in (0, 4]"),
+    (lambda d: d.update(family="resnet"), "family='resnet' is invalid: expected one of dws, ir"),
+    (lambda d: d["schedules"]["fast"][0].update(stride=3), "schedules.fast[0].stride=3 is invalid: expected 1 or 2"),
+    (lambda d: d["schedules"]["fast"][0].update(exp=4), "unknown key 'schedules.fast[0].exp' (value 4)"),
+    (lambda d: d["prune"].update(criteria=["gamma", "magic"]), "prune.criteria='magic' is invalid: expected one of"),
+    (lambda d: d["prune"]["ratio"].update(high=1.5), "prune.ratio.high=1.5 is invalid: expected a number in [0, 0.95]"),
+    (lambda d: d["free_placement"].update(base="medium"), "free_placement.base='medium' is invalid: expected one of "
+                                                          "fast, slow"),
+    (lambda d: d["free_placement"].update(windows=[[0, 12], [12, 12]]), "free_placement.windows[1]=[12, 12] is "
+                                                                        "invalid: expected windows leaving room"),
+    (lambda d: d["se"].update(blocks="some"), "se.blocks='some' is invalid: expected 'all' or a list"),
+])
+def test_bad_space_names_file_key_value_and_allowed(tmp_path, change, expected):
+    path = _space(tmp_path, change)
+    with pytest.raises(NaspruneError) as err:
+        load_space(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_space_lists_the_known_ones():
+    with pytest.raises(NaspruneError, match="space 'nope' not found .*fd_mobilenet, mobilenet_v3"):
+        load_space("nope")
+
+
+def test_ir_prunable_layers_match_the_prune_module():
+    space = load_space("mobilenet_v3")
+    cand = space.sample(FixedParams({"schedule": "fast", "width": 0.5}, ratio=0.5))
+    design = resolve(space, cand, mode="per_trial", **SHAPE)
+    assert list(design.ratios) == prunable_layers(design.parent)
+    assert parse_space(dict(space.raw), "x.yaml").schedule_choices == ["slow", "fast", "custom"]
