@@ -3,14 +3,16 @@ that leave nothing half-written behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 from pathlib import Path
 
 import optuna
 import pytest
 import torch
-from export_study import BUDGET, COST_A, COST_B, DEPLOY, RETRAIN, STUDY, TRAIN, shared_study
+from export_study import BUDGET, CHILD_A, COST_A, COST_B, DEPLOY, RETRAIN, STUDY, TRAIN, shared_study
 from optuna.trial import create_trial
 
 from nasprune.checkpoint import load
@@ -187,3 +189,35 @@ def test_unwritable_directory(study, tmp_path, capsys):
                        str(locked / "x"))
     assert code == 2 and "Permission denied" in err and err.count("\n") == 1
     assert list(locked.iterdir()) == []
+
+
+def test_the_cards_retrain_command_runs_on_the_exported_arch(study, tmp_path, capsys, monkeypatch):
+    """The command printed in MODEL_CARD.md works as written (run inside the export directory)."""
+    pytest.importorskip("nasprune.cli.train")
+    out = tmp_path / "exp"
+    assert run(capsys, "--study", STUDY, "--storage", study.url, "--format", "json", "--out", str(out),
+               "--latency-runs", "0")[0] == 0
+    card = (out / "MODEL_CARD.md").read_text()
+    command = RETRAIN.format(arch="arch.json")
+    assert f"```sh\n{command}\n```" in card
+    monkeypatch.chdir(out)
+    code = main([*shlex.split(command)[1:], "--out", "retrained", "--no-progress", "--json"])
+    stdout = capsys.readouterr().out
+    assert code == 0
+    model = load(out / "retrained" / "model.pt")
+    assert model.spec.replace(resolution=DEPLOY, name=CHILD_A.name) == CHILD_A  # same architecture
+    assert json.loads(stdout)["epochs"] == 3
+
+
+def test_nasprune_eval_reproduces_the_val_acc_of_the_exported_model(study, tmp_path, capsys):
+    pytest.importorskip("nasprune.cli.eval")
+    out = tmp_path / "exp"
+    assert run(capsys, "--study", STUDY, "--storage", study.url, "--format", "pt", "--out", str(out),
+               "--latency-runs", "0")[0] == 0
+    assert main(["eval", str(out / "model.pt"), "--data", "synthetic", "--split", "val", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] == study.val_acc_a and result["resolution"] == TRAIN
+    card_eval = re.search(r"```sh\n(nasprune eval model.pt .*)\n```", (out / "MODEL_CARD.md").read_text()).group(1)
+    assert card_eval == "nasprune eval model.pt --data synthetic"
+    assert main([*shlex.split(card_eval)[1:-3], str(out / "model.pt"), *shlex.split(card_eval)[-2:], "--json"]) == 0
+    assert 0.0 <= json.loads(capsys.readouterr().out)["accuracy"] <= 1.0

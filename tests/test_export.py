@@ -22,7 +22,6 @@ from export_study import (
     SEED,
     STUDY,
     TRAIN,
-    accuracy,
     shared_study,
 )
 from optuna.trial import TrialState, create_trial
@@ -42,6 +41,7 @@ from nasprune.export import (
     staged_directory,
 )
 from nasprune.spec import ArchSpec
+from nasprune.train import evaluate
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -153,7 +153,7 @@ def test_model_pt_loads_strictly_and_reproduces_val_acc(exported):
     model = load(result.out / "model.pt")
     assert model.spec.resolution == TRAIN
     assert model.spec.replace(resolution=DEPLOY).hash == CHILD_A.hash
-    assert accuracy(model, DATA.x_val, DATA.y_val) == info.val_acc_a == result.selection.trial.user_attrs["val_acc"]
+    assert evaluate(model, DATA, "val") == info.val_acc_a == result.selection.trial.user_attrs["val_acc"]
     for key, value in info.model_a.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
     assert model.metadata["study"] == STUDY and model.metadata["trial"] == 0 and model.metadata["seed"] == SEED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -168,7 +169,7 @@ def export(config: ExportConfig, *, log: Callable[[str], None] | None = None) ->
     if config.onnx_exporter not in ONNX_EXPORTERS:
         raise NaspruneError(f"--onnx-exporter {config.onnx_exporter!r} is invalid: expected one of "
                             f"{', '.join(ONNX_EXPORTERS)}")
-    config = _with(config, formats=formats)
+    config = dataclasses.replace(config, formats=formats)
     url = config.storage or default_storage_url(config.study)
     study = load_study(config.study, url)
     selection = select_trial(study, config.trial, config.budget_mflops)
@@ -181,19 +182,14 @@ def export(config: ExportConfig, *, log: Callable[[str], None] | None = None) ->
         if any(FORMATS[n].needs_weights for n in formats):
             retrain = retrain_command(str(out / "arch.json"), source)
             model = load_trained_model(source, artifacts_dir(source, config.artifacts), staging, retrain)
-        ctx = ExportContext(source=source, model=model, tolerance=config.tolerance, onnx_exporter=config.onnx_exporter)
+        ctx = ExportContext(source=source, model=model, tolerance=config.tolerance,
+                            onnx_exporter=config.onnx_exporter)
         _write_all(ctx, config, staging, log)
         threads = _latency_threads(config, source)
         latency = _measure_latency(ctx, config.latency_runs, threads)
         _write_card(ctx, config, selection, staging, out, latency, threads)
     files = {n: out / FORMATS[n].filename for n in formats} | {"card": out / CARD, "manifest": out / MANIFEST}
     return ExportResult(out=out, selection=selection, files=files, checks=ctx.checks, latency=latency)
-
-
-def _with(config: ExportConfig, **changes: Any) -> ExportConfig:
-    import dataclasses
-
-    return dataclasses.replace(config, **changes)
 
 
 def _log_selection(log: Callable[[str], None], selection: Selection, source: TrialSource) -> None:

@@ -116,15 +116,30 @@ def _write_json(ctx: ExportContext, path: Path) -> dict[str, Any]:
 
 
 # -- pt ----------------------------------------------------------------------------------------------------------
+# DataConfig fields: with them in the metadata, `nasprune eval model.pt --split val` rebuilds the search's split.
+DATA_CONFIG_KEYS = ("name", "data_dir", "resolution", "subset", "val_size", "seed")
+
+
+def _data_config(src: TrialSource, original: dict[str, Any]) -> dict[str, Any] | None:
+    if isinstance(original.get("data_config"), dict):
+        return original["data_config"]
+    data = src.recipe.get("data") or original.get("data")
+    if not isinstance(data, dict):
+        return None
+    return {k: data[k] for k in DATA_CONFIG_KEYS if k in data} | {"resolution": src.train_resolution}
+
+
 def checkpoint_metadata(ctx: ExportContext) -> dict[str, Any]:
-    """The exported checkpoint's metadata: the original checkpoint's plus where it came from."""
+    """The exported checkpoint's metadata: the original checkpoint's plus where it came from and its data."""
     from nasprune.export._card import find_seed
 
     src = ctx.source
     original = dict(getattr(ctx.model, "metadata", None) or {})
     attrs = src.attrs
     keep = ("val_acc", "macs", "mflops", "params", "latency_ms", "schedule", "width", "criterion")
-    return {**original, **{k: attrs[k] for k in keep if k in attrs},
+    data_config = _data_config(src, original)
+    extra = {"data_config": data_config} if data_config else {}
+    return {**original, **extra, **{k: attrs[k] for k in keep if k in attrs},
             "study": src.study_name, "trial": src.number, "deploy_resolution": src.deploy_resolution,
             "train_resolution": src.train_resolution, "seed": find_seed(src, original), "arch_hash": src.spec.hash,
             "exported_by": "nasprune export"}
