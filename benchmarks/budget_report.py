@@ -28,13 +28,14 @@ TABLE_COLUMNS = ("budget", "family", "network", "mflops", "params", "test_acc", 
                  "latency_224_ms", "latency_train_ms", "deploy_resolution", "train_resolution", "note")
 
 
-def _runs(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Training runs; latencies from the interleaved latency session replace the per-run ones where present."""
+def _runs(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Training runs (of ``recipe`` only, if given); latencies from the interleaved latency session replace the
+    per-run ones where present."""
     records = list(records)
     session = next((r["ms"] for r in records if r.get("kind") == "latency"), {})
     rows = []
     for r in records:
-        if r.get("kind") != "train":
+        if r.get("kind") != "train" or (recipe is not None and r.get("recipe") != dict(recipe)):
             continue
         r = dict(r)
         spec_hash = r.get("spec_hash")
@@ -44,12 +45,15 @@ def _runs(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summarize(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One line per network of a budget row, seeds aggregated; empty (with the columns) before any run."""
-    runs = _runs(records)
+def summarize(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """One line per network of a budget row, seeds aggregated; empty (with the columns) before any run.
+
+    ``recipe`` keeps only the runs trained with it (the cache may hold runs of several recipes).
+    """
+    runs = _runs(records, recipe)
     if runs.empty:
         return pd.DataFrame(columns=list(TABLE_COLUMNS))
-    grouped = runs.groupby(["budget", "family", "network"], sort=False)
+    grouped = runs.groupby(["budget", "family", "network"], sort=False, dropna=False)
     table = grouped.agg(
         mflops=("mflops", "first"), params=("params", "first"), test_acc=("test_acc", "mean"),
         test_min=("test_acc", "min"), test_max=("test_acc", "max"), seeds=("seed", "nunique"),
@@ -78,7 +82,8 @@ def _pct(x: float) -> str:
 def _cells(row) -> list[str]:
     latency = "" if pd.isna(row.latency_224_ms) else f"{row.latency_224_ms:.2f} / {row.latency_train_ms:.2f}"
     spread = f"{_pct(row.test_acc)} ± {_pct(row.test_spread)}"
-    return [f"{row.budget:g}", FAMILY_ORDER[row.family][0], row.network, f"{row.mflops:.2f}", f"{row.params:,}",
+    budget = "—" if pd.isna(row.budget) else f"{row.budget:g}"
+    return [budget, FAMILY_ORDER[row.family][0], row.network, f"{row.mflops:.2f}", f"{row.params:,}",
             spread, str(row.seeds), _pct(row.val_acc), latency, f"{row.deploy_resolution} / {row.train_resolution}",
             row.note or ""]
 
@@ -130,10 +135,10 @@ def figure(table: pd.DataFrame, budgets: Sequence[float]):
 
 
 def write_reports(records: Sequence[Mapping[str, Any]], out_dir: str | Path, stem: str, budgets: Sequence[float],
-                  preface: str = "") -> pd.DataFrame:
+                  preface: str = "", recipe: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Write ``<stem>.csv``, ``<stem>.md`` and ``<stem>.html`` (plotly.js embedded, works offline)."""
     out_dir = Path(out_dir)
-    table, searches = summarize(records), search_table(records)
+    table, searches = summarize(records, recipe), search_table(records)
     atomic_write_text(out_dir / f"{stem}.csv", table.to_csv(index=False))
     atomic_write_text(out_dir / f"{stem}.md", preface + markdown(table, searches))
     html = figure(table, budgets).to_html(full_html=True, include_plotlyjs=True)

@@ -145,7 +145,8 @@ class Bench:
 
     def report(self) -> None:
         s = self.settings
-        write_reports(self.cache.records(), s.out_dir, STEM, s.budgets, preface=recipe_text(s))
+        write_reports(self.cache.records(), s.out_dir, STEM, s.budgets, preface=recipe_text(s),
+                      recipe=s.table.to_dict())
 
 
 def row_key(settings: Settings, row: Row, seed: int, init: str = "scratch") -> str:

@@ -111,15 +111,17 @@ def _run(seed, acc, family="fd_mobilenet", budget=40):
 
 
 def test_summary_mean_and_half_range_over_seeds():
-    records = [_run(0, 0.80), _run(1, 0.86), _run(0, 0.70, "mobilenet_v1"),
+    records = [_run(0, 0.80), _run(1, 0.86), _run(0, 0.70, "mobilenet_v1"), _run(0, 0.9, "reference", None),
                {"key": "latency-session", "kind": "latency", "ms": {"h@224": 1.5}}]
     table = budget_report.summarize(records)
-    assert list(table["family"]) == ["mobilenet_v1", "fd_mobilenet"]
+    assert list(table["family"]) == ["mobilenet_v1", "fd_mobilenet", "reference"]
     fd = table.iloc[1]
     assert (fd.seeds, fd.test_acc, fd.test_spread) == (2, pytest.approx(0.83), pytest.approx(0.03))
     assert (fd.latency_224_ms, fd.latency_train_ms) == (1.5, 1.0)
-    assert "| 40 | FD-MobileNet | fd_mobilenet | 36.00 | 10 | 83.00 ± 3.00 | 2 |" in budget_report.markdown(
-        table, budget_report.search_table(records))
+    text = budget_report.markdown(table, budget_report.search_table(records))
+    assert "| 40 | FD-MobileNet | fd_mobilenet | 36.00 | 10 | 83.00 ± 3.00 | 2 |" in text
+    assert "| — | reference (over budget) | reference |" in text
+    assert budget_report.summarize(records, recipe={"epochs": 1}).empty
 
 
 @pytest.mark.parametrize("argv, message", [
