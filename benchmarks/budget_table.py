@@ -243,7 +243,7 @@ def search_at(bench: Bench, budget: int) -> dict[str, Any]:
         return done
     work = s.work_dir
     recipe = load_recipe(_search_recipe_file(s, raw, key), study=f"budget_{budget}_{key}",
-                         storage=f"sqlite:///{work / 'searches.db'}", artifacts=str(work / "search_artifacts"))
+                         storage=f"journal:{work / 'searches.journal'}", artifacts=str(work / "search_artifacts"))
     print(f"[budget_table] search at {budget} MFLOPs ({recipe.trials} trials) ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     result = run_search(recipe, RunOptions(timeout=s.search.timeout, progress=False))
