@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import time
 
@@ -63,7 +64,17 @@ class TutorialFashionMNIST(torch.utils.data.Dataset):
         return (tensor - MEAN) / STD, int(self.labels[i])
 
 
-def tutorial_images_per_s(model: nn.Module, dataset: TutorialFashionMNIST, batch_size: int, workers: int) -> float:
+def _cpu_seconds() -> float:
+    """CPU time of this process plus its finished children (the DataLoader workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def tutorial_images_per_s(model: nn.Module, dataset: TutorialFashionMNIST, batch_size: int,
+                          workers: int) -> tuple[float, float]:
+    """(images/s, CPU seconds per 1000 images) of one epoch of the tutorial loop."""
+    cpu = _cpu_seconds()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-5)
     criterion = nn.CrossEntropyLoss()
@@ -77,12 +88,17 @@ def tutorial_images_per_s(model: nn.Module, dataset: TutorialFashionMNIST, batch
         optimizer.step()
         running_loss += loss.item()
         seen += len(labels)
-    return seen / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    del loader   # workers have exited at the end of the epoch; their CPU time is now counted
+    return seen / seconds, 1000 * (_cpu_seconds() - cpu) / seen
 
 
-def nasprune_images_per_s(model: nn.Module, data, batch_size: int) -> float:
+def nasprune_images_per_s(model: nn.Module, data, batch_size: int) -> tuple[float, float]:
+    """(images/s of the training steps, batch preparation included; CPU seconds per 1000 images of the whole
+    fit, which also validates on the benchmark's small validation split)."""
+    cpu = _cpu_seconds()
     result = fit(model, data, TrainConfig(epochs=1, batch_size=batch_size, device="cpu"))
-    return result.images_per_s   # the training steps alone (batch preparation included), as for the tutorial
+    return result.images_per_s, 1000 * (_cpu_seconds() - cpu) / len(data.train)
 
 
 def main() -> None:
@@ -97,8 +113,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    data = load_data(DataConfig("fashion-mnist", resolution=32, subset=args.images))
-    raw = load_data(DataConfig("fashion-mnist", resolution=28, subset=args.images))   # the 28x28 bytes
+    small_val = {"subset": args.images, "val_size": 256}   # validation is not what is measured
+    data = load_data(DataConfig("fashion-mnist", resolution=32, **small_val))
+    raw = load_data(DataConfig("fashion-mnist", resolution=28, **small_val))   # the same images, 28x28 bytes
     dataset = TutorialFashionMNIST(raw.train.images[:, 0].numpy(), raw.train.labels.numpy())
     spec = get_spec("fd_mobilenet", width=args.width, resolution=32, num_classes=10, in_channels=1)
 
@@ -106,29 +123,30 @@ def main() -> None:
         torch.manual_seed(0)
         return build(spec)
 
-    warm = load_data(DataConfig("fashion-mnist", resolution=32, subset=4 * args.batch_size))
+    warm = load_data(DataConfig("fashion-mnist", resolution=32, subset=4 * args.batch_size, val_size=256))
     nasprune_images_per_s(fresh(), warm, args.batch_size)          # first-call costs (oneDNN, allocator)
-    runs: dict[str, list[float]] = {"nasprune": [], "tutorial": [], "tutorial_channels_last": []}
+    runs: dict[str, list[tuple[float, float]]] = {"nasprune": [], "tutorial": [], "tutorial_channels_last": []}
     for _ in range(args.repeats):
         runs["nasprune"].append(nasprune_images_per_s(fresh(), data, args.batch_size))
         runs["tutorial"].append(tutorial_images_per_s(fresh(), dataset, args.batch_size, args.workers))
         # The tutorial's data pipeline with nasprune's weight layout: splits the gain into its two sources.
         runs["tutorial_channels_last"].append(tutorial_images_per_s(
             fresh().to(memory_format=torch.channels_last), dataset, args.batch_size, args.workers))
-    result = {name: statistics.median(values) for name, values in runs.items()}
-    result.update(ratio=result["nasprune"] / result["tutorial"], runs=runs, threads=args.threads,
-                  workers=args.workers, width=args.width, batch_size=args.batch_size, images=args.images)
+    result = {name: statistics.median(v[0] for v in values) for name, values in runs.items()}
+    cpu = {name: statistics.median(v[1] for v in values) for name, values in runs.items()}
+    result.update(ratio=result["nasprune"] / result["tutorial"], cpu_s_per_1000_images=cpu, runs=runs,
+                  threads=args.threads, workers=args.workers, width=args.width, batch_size=args.batch_size,
+                  images=args.images)
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"fd_mobilenet {args.width}x, Fashion-MNIST 32x32, batch {args.batch_size}, {args.images} images, "
-          f"{args.threads} torch thread(s), median of {args.repeats}")
-    print(f"  nasprune trainer                : {result['nasprune']:8.0f} images/s  "
-          f"{[round(v) for v in runs['nasprune']]}")
-    print(f"  tutorial loop                   : {result['tutorial']:8.0f} images/s  "
-          f"{[round(v) for v in runs['tutorial']]}  (DataLoader, {args.workers} workers)")
-    print(f"  tutorial + channels-last weights: {result['tutorial_channels_last']:8.0f} images/s  "
-          f"{[round(v) for v in runs['tutorial_channels_last']]}")
+          f"{args.threads} torch thread(s), median of {args.repeats}; CPU s / 1000 images incl. workers")
+    labels = {"nasprune": "nasprune trainer", "tutorial": f"tutorial loop ({args.workers} workers)",
+              "tutorial_channels_last": "tutorial + channels-last weights"}
+    for name, label in labels.items():
+        print(f"  {label:<34}: {result[name]:6.0f} images/s {[round(v[0]) for v in runs[name]]}, "
+              f"{cpu[name]:.2f} CPU s")
     print(f"  ratio nasprune / tutorial: {result['ratio']:.2f}x")
 
 
