@@ -187,11 +187,20 @@ class FolderSplit:
         loader = torch.utils.data.DataLoader(
             self.dataset, batch_size=batch_size, shuffle=shuffle, generator=generator if shuffle else None,
             num_workers=self.workers, persistent_workers=False, pin_memory=torch.device(device).type == "cuda")
-        for images, labels in loader:
+        for images, labels in _one_line_worker_errors(loader):
             images = images.to(device, non_blocking=True)
             if augment:
                 images = augment_batch(images, generator, _crop_padding(images.shape[-1]))
             yield self.normalization.apply(images), labels.to(device, non_blocking=True)
+
+
+def _one_line_worker_errors(loader: torch.utils.data.DataLoader) -> Iterator:
+    """A DataError raised in a worker comes back with the worker's traceback in its message: keep one line."""
+    try:
+        yield from loader
+    except DataError as exc:
+        last = str(exc).strip().splitlines()[-1]
+        raise DataError(last.split("DataError: ", 1)[-1]) from None
 
 
 Split = TensorSplit | FolderSplit

@@ -207,6 +207,17 @@ def test_imagefolder_train_test_layout_rgb(tmp_path):
     assert (len(data.train) + len(data.val), len(data.test)) == (30, 6)
 
 
+def test_imagefolder_unreadable_image_is_one_line(tmp_path):
+    _write_pngs(tmp_path, ["a", "b"], 10)
+    (tmp_path / "a" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError) as info:
+        data = load_data(DataConfig(f"imagefolder:{tmp_path}", resolution=8))
+        for split in (data.train, data.val, data.test):
+            list(split.batches(32))
+    assert str(info.value).startswith("cannot read image ") and "broken.png" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 def test_imagefolder_errors(tmp_path):
     with pytest.raises(DataError, match="is not a directory"):
         load_data(DataConfig(f"imagefolder:{tmp_path / 'nope'}"))
