@@ -111,10 +111,20 @@ def test_bad_input_is_one_line_exit_2(recipe, capsys, argv, expected):
 
 
 def test_budget_below_smallest_names_that_cost(recipe, capsys):
+    from nasprune.cost import count
+    from nasprune.prune import child_spec, prunable_layers
+    from nasprune.search.recipe import load_recipe
+    from nasprune.search.runner import check_budget
+    from nasprune.zoo import fd_mobilenet
+
+    # shared parents: the widest (0.5x) fast network; width 0.25 and ratio 0.6 keep 0.5 * 0.4 of every layer
+    parent = fd_mobilenet(0.5, in_channels=1, num_classes=4)
+    smallest = count(child_spec(parent, {k: 0.8 for k in prunable_layers(parent)}), layers=False).macs / 1e6
     assert main_exit(["search", recipe(budget_mflops=1)]) == 2
     err = capsys.readouterr().err
-    assert "fast schedule, width 0.25, every layer pruned 0.6, no SE, shared parents" in err
-    assert "expected a budget >= 5.39" in err
+    assert f"can produce: {smallest:.2f} MFLOPs (fast schedule, width 0.25, every layer pruned 0.6, no SE, " \
+           "shared parents, 224x224)" in err
+    check_budget(load_recipe(recipe(budget_mflops=smallest)), (1, 4))  # exactly the smallest: accepted
 
 
 def test_unknown_recipe_key_and_missing_study(recipe, capsys):
@@ -146,3 +156,23 @@ def test_fashion_mnist_subset_search(recipe, capsys):
     assert trained, "no feasible trial in 4"
     assert max(t.user_attrs["val_acc"] for t in trained) > 0.2  # 10 classes: chance is 0.1
     assert all(t.user_attrs["mflops"] <= 40 for t in trained)
+
+
+def test_ctrl_c_fails_the_running_trial_and_the_rerun_redoes_it(recipe, monkeypatch, capsys):
+    import nasprune.train
+
+    path = recipe(study="intr", trials=2, budget_mflops=40)
+    real_fit = nasprune.train.fit
+
+    def interrupted_fit(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nasprune.train, "fit", interrupted_fit)
+    assert main(["search", path, "--no-progress"]) == 130
+    assert "nasprune: interrupted" in capsys.readouterr().err
+    states = [t.state.name for t in load_study("intr").trials]
+    assert states[-1] == "FAIL" and "RUNNING" not in states
+    monkeypatch.setattr(nasprune.train, "fit", real_fit)
+    assert main(["search", path, "--no-progress"]) == 0
+    study = load_study("intr")
+    assert len(_finished(study)) == 2 and "RUNNING" not in [t.state.name for t in study.trials]

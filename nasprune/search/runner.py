@@ -234,9 +234,9 @@ class Progress:
         done = sum(1 for t in trials if t.state.name in FINISHED)
         feasible = _feasible_complete(trials)
         best = max((t.user_attrs.get("val_acc", 0.0) for t in feasible), default=None)
+        self.bar.n = min(done, self.bar.total)
         self.bar.set_postfix_str(f"feasible {len(feasible)}, best {'-' if best is None else f'{best:.2%}'}, "
-                                 f"pareto {len(pareto_trials(study)) if feasible else 0}")
-        self.bar.update(max(0, min(done, self.bar.total) - self.bar.n))
+                                 f"pareto {len(pareto_trials(study)) if feasible else 0}")  # also redraws
         self.done = done
 
     def close(self) -> None:
