@@ -7,6 +7,7 @@ parameter importance before two trained trials exist). :data:`SECTIONS` lists th
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import optuna
@@ -16,7 +17,8 @@ from plotly.subplots import make_subplots
 
 from nasprune.report.tables import ReportTables, format_value, too_few_trials, trained_study
 
-__all__ = ["SCHEDULE_COLORS", "SECTIONS", "Section", "build_sections"]
+__all__ = ["PARALLEL_PARAMS", "SCHEDULE_COLORS", "SECTIONS", "TOP_PARAMS", "Section", "build_sections",
+           "ranked_params"]
 
 SCHEDULE_COLORS = {"fast": "#1f77b4", "slow": "#ff7f0e", "custom": "#2ca02c", "": "#7f7f7f"}
 STATUS_STYLE = {  # legend label, marker
@@ -26,6 +28,9 @@ STATUS_STYLE = {  # legend label, marker
     "stopped early": ("stopped early by the pruner", {"color": "#bbb", "size": 7, "symbol": "circle-open"}),
 }
 BASELINE_MARKER = {"color": "#000", "size": 13, "symbol": "diamond", "line": {"color": "#fff", "width": 1}}
+LOG_TICKS = [m * 10**e for e in range(-1, 5) for m in (1, 2, 5)]  # MFLOPs axis: 0.1, 0.2, 0.5, 1, ...
+TOP_PARAMS = 12  # bars in the importance figure
+PARALLEL_PARAMS = 8  # parameter axes in the parallel-coordinates figure
 LAYOUT = {"template": "plotly_white", "margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "hovermode": "closest"}
 
 
@@ -80,22 +85,33 @@ def pareto_front_figure(tables: ReportTables, study: optuna.Study) -> go.Figure:
                              name="Pareto front", line={"color": "#d62728", "shape": "hv", "width": 2},
                              hoverinfo="skip"), row=1, col=1)
     if n_rows == 2:
-        fig.add_trace(go.Scatter(x=untrained["mflops"].tolist(), y=[0] * len(untrained), mode="markers",
-                                 name="over budget (not trained)", marker={"color": "#999", "symbol": "line-ns-open",
-                                                                           "size": 12},
-                                 text=[_hover(r) for r in untrained.itertuples()], hoverinfo="text"),
-                      row=2, col=1)
-        fig.update_yaxes(visible=False, row=2, col=1)
+        _add_untrained_strip(fig, untrained)
     if tables.budget_mflops is not None:
-        line = {"color": "#d62728", "dash": "dash", "width": 1}
-        fig.add_vline(x=tables.budget_mflops, line=line, row="all", col=1)
-        fig.add_annotation(x=tables.budget_mflops, y=0, yref="y domain", xanchor="right", yanchor="bottom",
-                           text=f"budget {tables.budget_mflops:g} MFLOPs ", showarrow=False,
-                           font={"color": "#d62728"}, row=1, col=1)
+        _add_budget_line(fig, tables.budget_mflops)
+    if trained.empty:  # nothing trained yet: keep the accuracy axis meaningful
+        fig.update_yaxes(range=[0, 1], row=1, col=1)
     fig.update_yaxes(title_text="validation accuracy", tickformat=".0%", row=1, col=1)
-    fig.update_xaxes(title_text="MFLOPs (multiply-adds at deployment resolution)", row=n_rows, col=1)
+    fig.update_xaxes(type="log", tickvals=LOG_TICKS, ticktext=[f"{v:g}" for v in LOG_TICKS])  # over-budget
+    # trials reach many times the budget
+    fig.update_xaxes(title_text="MFLOPs (multiply-adds at deployment resolution, log scale)", row=n_rows, col=1)
     fig.update_layout(**LAYOUT, height=560, legend={"orientation": "h", "y": -0.15})
     return fig
+
+
+def _add_untrained_strip(fig: go.Figure, untrained: pd.DataFrame) -> None:
+    """Over-budget trials have no accuracy: ticks at their MFLOPs in a strip under the plot."""
+    fig.add_trace(go.Scatter(x=untrained["mflops"].tolist(), y=[0] * len(untrained), mode="markers",
+                             name="over budget (not trained)",
+                             marker={"color": "#999", "symbol": "line-ns-open", "size": 12},
+                             text=[_hover(r) for r in untrained.itertuples()], hoverinfo="text"), row=2, col=1)
+    fig.update_yaxes(visible=False, row=2, col=1)
+
+
+def _add_budget_line(fig: go.Figure, budget: float) -> None:
+    fig.add_vline(x=budget, line={"color": "#d62728", "dash": "dash", "width": 1}, row="all", col=1)
+    # on a log axis a shape takes the value itself but an annotation its log10
+    fig.add_annotation(x=math.log10(budget), y=0, yref="y domain", xanchor="right", yanchor="bottom", showarrow=False,
+                       text=f"budget {budget:g} MFLOPs ", font={"color": "#d62728"}, row=1, col=1)
 
 
 def accuracy_cost_figure(tables: ReportTables, study: optuna.Study) -> go.Figure:
@@ -141,7 +157,9 @@ def channels_figure(tables: ReportTables, study: optuna.Study) -> go.Figure | st
     if tables.layers.empty:
         return "No per-layer channel counts were recorded for the Pareto-optimal trials."
     pareto = tables.pareto[tables.pareto["number"].isin(tables.layers["number"])]
-    fig = make_subplots(rows=len(pareto), cols=1, vertical_spacing=min(0.08, 0.4 / len(pareto)),
+    panel, gap = 150, 75  # pixels per panel and between panels (room for tick labels and the next title)
+    height = 110 + panel * len(pareto) + gap * (len(pareto) - 1)
+    fig = make_subplots(rows=len(pareto), cols=1, vertical_spacing=gap / (height - 110),
                         subplot_titles=[_subtitle(r) for r in pareto.itertuples()])
     for i, row in enumerate(pareto.itertuples(), start=1):
         layers = tables.layers[tables.layers["number"] == row.number]
@@ -152,9 +170,11 @@ def channels_figure(tables: ReportTables, study: optuna.Study) -> go.Figure | st
                              hovertemplate="%{x}: %{y} channels before<extra></extra>"), row=i, col=1)
         fig.add_trace(go.Bar(x=labels, y=layers["after"].tolist(), name="after pruning", marker_color=color,
                              legendgroup="after", showlegend=i == 1, customdata=layers["kept"].tolist(),
+                             text=[f"{a}/{b}" for a, b in zip(layers["after"], layers["before"], strict=True)],
+                             textposition="outside", textfont={"size": 9}, cliponaxis=False,
                              hovertemplate="%{x}: %{y} channels kept (%{customdata:.0%})<extra></extra>"),
                       row=i, col=1)
-    fig.update_layout(**LAYOUT, barmode="overlay", height=90 + 170 * len(pareto))
+    fig.update_layout(**LAYOUT, barmode="overlay", height=height)
     fig.update_yaxes(title_text="channels")
     return fig
 
@@ -192,31 +212,46 @@ def resolution_figure(tables: ReportTables, study: optuna.Study) -> go.Figure | 
 
 
 # -- what drives the objectives -------------------------------------------------------------------------
+def ranked_params(tables: ReportTables) -> list[str]:
+    """Parameter names, most important first (joint importance; by name without importances)."""
+    imp = tables.importance
+    joint = imp[imp["target"] == "pareto"].sort_values(["importance", "param"], ascending=[False, True])
+    return joint["param"].tolist() or sorted(imp["param"].unique())
+
+
 def importance_figure(tables: ReportTables, study: optuna.Study) -> go.Figure | str:
-    """Horizontal bars per target: the joint (Pareto) importance and one per objective."""
+    """Horizontal bars per target for the ``TOP_PARAMS`` most important parameters (all of them: ``--csv``)."""
     if tables.importance_note:
         return tables.importance_note
     imp = tables.importance
-    order = (imp[imp["target"] == "pareto"].sort_values("importance")["param"].tolist()
-             or sorted(imp["param"].unique()))
+    ranked = ranked_params(tables)
+    order = ranked[:TOP_PARAMS][::-1]  # plotly draws the first category at the bottom
+    n_trained = int(((tables.trials["state"] == "COMPLETE") & tables.trials["feasible"]
+                     & tables.trials["val_acc"].notna()).sum())
     fig = go.Figure()
     for target, rows in imp.groupby("target", sort=False):
         rows = rows.set_index("param").reindex(order).dropna().reset_index()
         label = "joint (Pareto front)" if target == "pareto" else target
         fig.add_trace(go.Bar(y=rows["param"].tolist(), x=rows["importance"].tolist(), orientation="h", name=label,
                              hovertemplate=f"{label}: " + "%{y} %{x:.3f}<extra></extra>"))
-    fig.update_layout(**LAYOUT, barmode="group", height=max(320, 90 + 16 * len(imp)),
-                      xaxis_title="importance (PED-ANOVA, sums to 1 per target)")
+    shown = f"the {len(order)} most important of {len(ranked)} parameters" if len(ranked) > len(order) \
+        else f"all {len(ranked)} parameters"
+    fig.update_layout(**LAYOUT, barmode="group", height=max(320, 110 + 16 * len(order) * imp["target"].nunique()),
+                      xaxis_title="importance (PED-ANOVA, sums to 1 per target)",
+                      title={"text": f"{shown}, from {n_trained} trained feasible trials", "font": {"size": 13}})
     return fig
 
 
 def parallel_figure(tables: ReportTables, study: optuna.Study) -> go.Figure | str:
-    """Optuna's parallel coordinates of the trained feasible trials (objectives, then every parameter)."""
+    """Optuna's parallel coordinates of the trained feasible trials: objectives and the most important
+    ``PARALLEL_PARAMS`` parameters (a 30-axis plot cannot be read)."""
     copy = trained_study(study, tables.trials, tables.objectives)
     reason = too_few_trials(copy)
     if reason:
         return reason
-    fig = optuna.visualization.plot_parallel_coordinate(copy)
+    present = {name for t in copy.get_trials(deepcopy=False) for name in t.params}
+    params = [p for p in ranked_params(tables) if p in present] or sorted(present)
+    fig = optuna.visualization.plot_parallel_coordinate(copy, params=params[:PARALLEL_PARAMS])
     fig.update_layout(template="plotly_white", height=480, title=None)
     return fig
 
