@@ -323,7 +323,8 @@ def latency_stage(bench: Bench, rounds: int = 5) -> None:
     """
     from nasprune import build
 
-    runs = [r for r in bench.cache.records() if r.get("kind") == "train"]
+    recipe = bench.settings.table.to_dict()
+    runs = [r for r in bench.cache.records() if r.get("kind") == "train" and r.get("recipe") == recipe]
     targets: dict[str, tuple[Any, int]] = {}
     for r in runs:
         spec = ArchSpec.from_dict(r["spec"])
