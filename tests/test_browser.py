@@ -17,6 +17,7 @@ from report_study import create_study
 
 from nasprune.cli import main
 from nasprune.report import build_tables
+from nasprune.report.figures import PARALLEL_PARAMS, TOP_PARAMS
 
 pytestmark = pytest.mark.browser
 
@@ -74,9 +75,10 @@ def _expected_points(tables, study) -> dict[str, int]:
         "fig-hypervolume": len(tables.hypervolume),
         "fig-channels": 2 * len(tables.layers),  # before and after pruning
         "fig-resolution": len(tables.features) + int(tables.features["se"].sum()),
-        "fig-importance": len(tables.importance),
-        # one line per trained feasible trial through one axis per objective and per parameter
-        "fig-parallel": int(trained["feasible"].sum()) * (len(tables.objectives) + len(params)),
+        "fig-importance": int(tables.importance.groupby("target").size().clip(upper=TOP_PARAMS).sum()),
+        # one line per trained feasible trial through one axis per objective and per (important) parameter
+        "fig-parallel": int(trained["feasible"].sum()) * (len(tables.objectives)
+                                                           + min(len(params), PARALLEL_PARAMS)),
     }
 
 

@@ -40,6 +40,7 @@ table { border-collapse: collapse; width: 100%; font-size: 13px; }
 th, td { border-bottom: 1px solid #e6e8ee; padding: 5px 8px; text-align: right; white-space: nowrap; }
 th { background: #f0f2f6; } td.l, th.l { text-align: left; }
 code { background: #f0f2f6; padding: 1px 4px; border-radius: 3px; font-size: 12px; }
+td.cmd { white-space: normal; word-break: break-all; min-width: 280px; }
 nav a { color: #c8d3ff; margin-right: 14px; font-size: 13px; }
 """
 
@@ -106,7 +107,7 @@ def _pareto_table(pareto: pd.DataFrame) -> str:
     for row in pareto.itertuples():
         cells = "".join(f'<td class="{"l" if left else ""}">{html.escape(format_value(getattr(row, col), spec))}</td>'
                         for _, col, spec, left in PARETO_COLUMNS)
-        body.append(f"<tr>{cells}<td class=\"l\"><code>{html.escape(row.export)}</code></td></tr>")
+        body.append(f"<tr>{cells}<td class=\"l cmd\"><code>{html.escape(row.export)}</code></td></tr>")
     return (f'<table id="pareto-table"><thead><tr>{head}<th class="l">export command</th></tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table>')
 
