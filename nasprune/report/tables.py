@@ -96,8 +96,9 @@ def build_tables(study: optuna.Study, *, storage_arg: str | None = None) -> Repo
     """
     all_trials = study.get_trials(deepcopy=False)
     finished = [t for t in all_trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    if not any(t.state == TrialState.COMPLETE for t in finished):
-        states = ", ".join(f"{n} {s.name.lower()}" for s, n in _state_counts(all_trials).items()) or "no trials"
+    counts = _state_counts(all_trials)
+    if TrialState.COMPLETE not in counts:
+        states = ", ".join(f"{n} {s.name.lower()}" for s, n in counts.items()) or "no trials"
         raise NaspruneError(f"study {study.study_name!r} has no completed trials yet ({states}): "
                             "run or resume 'nasprune search' first")
     budget = study.user_attrs.get("budget_mflops")
@@ -114,7 +115,7 @@ def build_tables(study: optuna.Study, *, storage_arg: str | None = None) -> Repo
         study_name=study.study_name, budget_mflops=budget, objectives=objectives, trials=trials,
         pareto=pareto, hypervolume=_hypervolume_frame(trials, reference), layers=_layers_frame(pareto_trials),
         features=_features_frame(pareto_trials), reference_mflops=reference, importance=importance,
-        importance_note=note, state_counts={s.name: n for s, n in _state_counts(all_trials).items()},
+        importance_note=note, state_counts={s.name: n for s, n in counts.items()},
     )
 
 
