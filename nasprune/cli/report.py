@@ -12,7 +12,7 @@ def add_study_args(parser: argparse.ArgumentParser) -> None:
     """``--study NAME`` and ``--storage URL`` (default ``sqlite:///studies/NAME.db``)."""
     parser.add_argument("--study", required=True, metavar="NAME", help="study name")
     parser.add_argument("--storage", metavar="URL", default=None,
-                        help="Optuna storage URL (default: sqlite:///studies/NAME.db); see docs/storage.md")
+                        help="Optuna storage URL, as for search (default: sqlite:///studies/NAME.db)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
