@@ -244,7 +244,8 @@ def _latency(info: CardInfo) -> list[str]:
         cells = [f"{table[(runtime, r)]:.3f} ms" if (runtime, r) in table else "—" for r in resolutions]
         lines.append(f"| {runtime} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"Batch 1, CPU, {info.latency_threads} threads, median of the timed runs on the machine that "
+    threads = f"{info.latency_threads} thread{'s' if info.latency_threads != 1 else ''}"
+    lines.append(f"Batch 1, CPU, {threads}, median of the timed runs on the machine that "
                  f"ran the export ({platform.machine()}). The cost budget is defined at "
                  f"{info.deploy_resolution}x{info.deploy_resolution}, so that column is the one to compare.")
     if info.latency_recorded_ms is not None:
