@@ -121,3 +121,28 @@ def test_successive_halving_keeps_the_top_third_at_rungs():
     assert not should_stop(cfg, 1, 0.85, peers) and should_stop(cfg, 1, 0.75, peers)  # 6 values: top 2 survive
     assert not should_stop(cfg, 2, 0.1, peers)  # 2 is not a rung (1, 3, 9, ...)
     assert should_stop(cfg, 3, 0.75, peers) and should_stop(cfg, 9, 0.1, peers)
+
+
+def test_a_stop_rule_prunes_the_trial_mid_finetune(tmp_path, fit_calls, monkeypatch):
+    import nasprune.search.pruning
+
+    recipe = parse_recipe({**RECIPE, "budget_mflops": 40, "finetune": {**RECIPE["finetune"], "epochs": 2},
+                           "pruner": {"name": "median", "warmup_trials": 1}}, "r.yaml")
+    study = _study()
+    objective = Objective(recipe, tmp_path)
+    study.enqueue_trial(_params(0.25, 0.2))
+    study.optimize(objective, n_trials=1)  # no finished peer yet: runs both epochs
+    assert study.trials[0].state.name == "COMPLETE" and len(study.trials[0].user_attrs["val_acc_history"]) == 2
+    seen = []
+
+    def stop(cfg, epoch, acc, histories):
+        seen.append((cfg.name, epoch, [list(h) for h in histories]))
+        return True
+
+    monkeypatch.setattr(nasprune.search.pruning, "should_stop", stop)
+    study.enqueue_trial(_params(0.25, 0.3))
+    study.optimize(objective, n_trials=1)
+    t = study.trials[1]
+    assert t.state.name == "PRUNED" and len(t.user_attrs["val_acc_history"]) == 1
+    assert "artifact_id" not in t.user_attrs and t.user_attrs["val_acc"] == t.user_attrs["val_acc_history"][0]
+    assert seen == [("median", 1, [study.trials[0].user_attrs["val_acc_history"]])]
