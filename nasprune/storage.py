@@ -22,6 +22,7 @@ that starts a trial, and :class:`optuna.storages.RetryHeartbeatStaleTrialCallbac
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sqlite3
@@ -271,9 +272,52 @@ def _open_sqlite(url: URL, heartbeat: dict, *, create: bool):
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NaspruneError(f"cannot create the directory of storage file {str(path)!r}: {exc.strerror}") from None
+    engine_kwargs = {"poolclass": _sqlite_pool_class(), "connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     with file_lock(path):  # workers starting together: one creates the tables, the others wait
         _enable_wal(path, describe)
-        return _rdb(url, heartbeat, {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}, describe)
+        # Creating or migrating the tables nests two connections in one thread, which a serialised pool would
+        # deadlock on: do that with a plain engine first (held lock: no other process is doing it meanwhile).
+        # Its schema check does the same, so the serialised storage skips both.
+        _rdb(url, {}, {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}, describe).engine.dispose()
+        checked = {"skip_table_creation": True, "skip_compatibility_check": True}
+        return _rdb(url, {**heartbeat, **checked}, engine_kwargs, describe)
+
+
+@functools.cache
+def _sqlite_pool_class() -> type:
+    """A connection pool whose every checkout starts ``BEGIN IMMEDIATE``.
+
+    Optuna reads a row and then updates it (``WAITING -> RUNNING`` when popping an enqueued or retried trial,
+    ``RUNNING -> FAIL`` for a stale one). Python's sqlite3 starts a transaction only at the first write, so two
+    processes could both read WAITING and both run the trial. Taking the write lock when a transaction starts
+    (waiting up to the busy timeout) makes each read-modify-write atomic across processes, and a transaction
+    never has to upgrade a read lock, which is what otherwise ends in "database is locked". Storage calls are
+    milliseconds long next to trials of seconds, so serialising them costs nothing measurable. The pool class
+    travels in ``engine_kwargs``, so it survives the storage being pickled to another process.
+    """
+    from sqlalchemy import event
+    from sqlalchemy.pool import QueuePool
+
+    class _SerializedSQLitePool(QueuePool):
+        pass
+
+    _SerializedSQLitePool.__qualname__ = "_SerializedSQLitePool"  # picklable through the module __getattr__
+
+    @event.listens_for(_SerializedSQLitePool, "connect")
+    def _manual_transactions(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # sqlite3 must not BEGIN on its own
+
+    @event.listens_for(_SerializedSQLitePool, "checkout")
+    def _begin_immediate(dbapi_connection, _record, _proxy) -> None:
+        dbapi_connection.execute("BEGIN IMMEDIATE")
+
+    return _SerializedSQLitePool
+
+
+def __getattr__(name: str):
+    if name == "_SerializedSQLitePool":  # defined lazily so importing this module does not import SQLAlchemy
+        return _sqlite_pool_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _enable_wal(path: Path, describe: Callable[[Exception], str]) -> None:
