@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import re
 import sqlite3
+import threading
+import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
 __all__ = [
+    "FINISHED_STATES",
     "DEFAULT_GRACE_PERIOD",
     "DEFAULT_HEARTBEAT_INTERVAL",
     "SQLITE_TIMEOUT_S",
@@ -47,7 +51,9 @@ __all__ = [
     "load_study",
     "normalize_url",
     "open_storage",
+    "optimize_until",
     "redact_url",
+    "study_mutex",
 ]
 
 DEFAULT_HEARTBEAT_INTERVAL = 10  # seconds between a running trial's heartbeats
@@ -55,6 +61,7 @@ DEFAULT_GRACE_PERIOD = 60  # seconds without a heartbeat before a RUNNING trial 
 DEFAULT_MAX_RETRY = 3  # how often one trial is re-enqueued after its worker died
 SQLITE_TIMEOUT_S = 120.0  # how long a SQLite writer waits for the lock before giving up
 PG_CONNECT_TIMEOUT_S = 10  # an unreachable host fails after this long instead of hanging
+FINISHED_STATES = ("COMPLETE", "PRUNED")  # what counts towards a study's requested number of trials
 
 ACCEPTED = ("sqlite:///PATH, postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB (or postgresql://, "
             "postgresql+psycopg2://), mysql+pymysql://USER:PASSWORD@HOST:PORT/DB, or journal:PATH")
@@ -136,6 +143,120 @@ def load_study(name: str, url: str | None = None) -> optuna.Study:
         names = sorted(optuna.get_all_study_names(storage))
         held = ", ".join(names) if names else "none"
         raise NaspruneError(f"no study {name!r} in storage {redact_url(url)!r}; studies there: {held}") from None
+
+
+# -- workers sharing one study ----------------------------------------------------------------------------------
+
+
+def optimize_until(study: optuna.Study, func: Callable, *, total: int, url: str | None, timeout: float | None = None,
+                   catch: tuple[type[Exception], ...] = (), callbacks: Sequence[Callable] = (),
+                   poll: float = 2.0) -> int:
+    """Run trials of ``func`` until the study holds exactly ``total`` finished (COMPLETE or PRUNED) trials.
+
+    Any number of processes, on any number of machines, may call this on the same study at once. A trial is
+    started only while ``finished + running < total``; the decision and the trial's creation happen under
+    :func:`study_mutex`, so no two workers take the last slot. Each trial runs through ``study.optimize``
+    (heartbeats, FAIL on an exception, re-raised Ctrl-C). A worker that finds every remaining slot taken
+    waits, failing stale trials meanwhile: if the worker of a running trial died, the trial turns FAIL, its
+    retry copy is enqueued (WAITING) and popped by the next trial started here.
+
+    Args:
+        study: the shared study (from :func:`open_storage` storage).
+        func: the objective.
+        total: the finished trials to reach.
+        url: the study's storage URL (keys the mutex); ``None`` for an in-memory study.
+        timeout: start no new trial after this many seconds.
+        catch: exceptions of ``func`` that fail one trial instead of stopping the worker.
+        callbacks: ``callback(study, frozen_trial)`` after each trial, as in ``study.optimize``.
+        poll: seconds between checks while waiting for other workers' trials.
+
+    Returns:
+        The number of trials this call ran.
+    """
+    import optuna
+
+    start, ran = time.monotonic(), 0
+    while timeout is None or time.monotonic() - start < timeout:
+        with contextlib.ExitStack() as held:
+            held.enter_context(study_mutex(study.study_name, url))
+            with _quiet_experimental():
+                optuna.storages.fail_stale_trials(study)
+            finished, running = _progress(study)
+            if finished >= total:
+                return ran
+            if finished + running < total:
+                # ask() happens inside optimize, still under the mutex; the objective's first act releases it.
+                study.optimize(_ReleaseThenRun(func, held), n_trials=1, catch=catch, callbacks=list(callbacks),
+                               gc_after_trial=False)
+                ran += 1
+                continue
+        time.sleep(poll)
+    return ran
+
+
+def _progress(study: optuna.Study) -> tuple[int, int]:
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    return sum(states.count(s) for s in FINISHED_STATES), states.count("RUNNING")
+
+
+class _ReleaseThenRun:
+    """The objective, releasing the admission mutex as soon as Optuna has created (or popped) the trial."""
+
+    def __init__(self, func: Callable, held: contextlib.ExitStack) -> None:
+        self.func, self.held = func, held
+
+    def __call__(self, trial: optuna.Trial):
+        self.held.close()
+        return self.func(trial)
+
+
+@contextlib.contextmanager
+def study_mutex(study_name: str, url: str | None) -> Iterator[None]:
+    """Mutual exclusion among every worker of one study: a PostgreSQL advisory lock (held by a connection,
+    so it ends with a dead worker's session), else an ``flock`` beside the SQLite or journal file."""
+    if url is None:
+        with _LOCAL_MUTEX:
+            yield
+        return
+    if url.startswith("journal:"):
+        with file_lock(f"{url.removeprefix('journal:')}.{study_name}.claim"):
+            yield
+        return
+    parsed = _parse(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        with file_lock(f"{parsed.database}.{study_name}.claim"):
+            yield
+    elif parsed.get_backend_name() == "postgresql":
+        with _pg_advisory_lock(parsed, study_name):
+            yield
+    else:
+        with _LOCAL_MUTEX:  # one process (in-memory SQLite, MySQL): threads only
+            yield
+
+
+_LOCAL_MUTEX = threading.RLock()
+
+
+@contextlib.contextmanager
+def _pg_advisory_lock(url: URL, study_name: str) -> Iterator[None]:
+    from sqlalchemy import text
+
+    key = int.from_bytes(hashlib.sha256(f"nasprune:{study_name}".encode()).digest()[:8], "big", signed=True)
+    with _pg_lock_engine(url.render_as_string(hide_password=False)).connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            conn.commit()
+
+
+@functools.cache
+def _pg_lock_engine(url: str):
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    return create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S})
 
 
 # -- parsing and heartbeats ------------------------------------------------------------------------------------
