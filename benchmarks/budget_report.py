@@ -6,6 +6,7 @@ over seeds +- half the range (max - min) / 2, which for two seeds is the distanc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,23 @@ def _runs(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | None
         for column, res in (("latency_deploy_ms", r["deploy_resolution"]), ("latency_train_ms", r["train_resolution"])):
             r[column] = session.get(f"{spec_hash}@{res}", r[column])
         rows.append(r)
-    return pd.DataFrame(rows)
+    runs = pd.DataFrame(rows)
+    if not runs.empty:  # a row is (budget, family); the reference parents are told apart by their name
+        runs["group"] = runs["network"].where(runs["family"] == "reference", "")
+    return runs
+
+
+_PRUNED = re.compile(r" pruned [0-9.]+ %$")
+_RATIO = re.compile(r"global ratio ([0-9.]+) \((\d+) of ")
+
+
+def _note(notes: pd.Series) -> str:
+    """One note per row; the per-seed pruning ratios of a pruned row (its channels differ by seed) are listed."""
+    unique = list(dict.fromkeys(n for n in notes if n))
+    if len(unique) <= 1:
+        return unique[0] if unique else ""
+    ratios = [m.group(1) for n in notes if (m := _RATIO.search(n or ""))]
+    return _RATIO.sub(f"global ratio {' / '.join(ratios)} per seed (of ", unique[0], count=1)
 
 
 def summarize(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -53,14 +70,17 @@ def summarize(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | 
     runs = _runs(records, recipe)
     if runs.empty:
         return pd.DataFrame(columns=list(TABLE_COLUMNS))
-    grouped = runs.groupby(["budget", "family", "network"], sort=False, dropna=False)
+    runs["network"] = runs["network"].str.replace(_PRUNED, " pruned", regex=True)
+    grouped = runs.groupby(["budget", "family", "group"], sort=False, dropna=False)
     table = grouped.agg(
-        mflops=("mflops", "first"), params=("params", "first"), test_acc=("test_acc", "mean"),
+        network=("network", "first"), mflops=("mflops", "mean"), params=("params", "mean"),
+        test_acc=("test_acc", "mean"),
         test_min=("test_acc", "min"), test_max=("test_acc", "max"), seeds=("seed", "nunique"),
         val_acc=("val_acc", "mean"), latency_224_ms=("latency_deploy_ms", "median"),
         latency_train_ms=("latency_train_ms", "median"), deploy_resolution=("deploy_resolution", "first"),
-        train_resolution=("train_resolution", "first"), note=("note", "first"),
+        train_resolution=("train_resolution", "first"), note=("note", _note),
     ).reset_index()
+    table["params"] = table["params"].round().astype(int)
     table["test_spread"] = (table.pop("test_max") - table.pop("test_min")) / 2
     order = {f: i for i, f in enumerate(FAMILY_ORDER)}
     table = table.sort_values(["budget", "family"], key=lambda c: c.map(order) if c.name == "family" else c)
