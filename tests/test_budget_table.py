@@ -114,8 +114,8 @@ def test_pruned_rows_merge_seeds_and_list_their_ratios():
     notes = ["from width 1; global ratio 0.933 (4664 of 5000 expansion channels), then fine-tuned",
              "from width 1; global ratio 0.924 (4621 of 5000 expansion channels), then fine-tuned"]
     percents = ("93.3", "92.4")
-    records = [{**_run(seed, 0.7 + seed / 10, "v3_pruned"), "network": f"MobileNetV3-Large 1x pruned {percents[seed]} %",
-                "note": note, "params": 100 + seed} for seed, note in enumerate(notes)]
+    records = [{**_run(seed, 0.7 + seed / 10, "v3_pruned"), "note": note, "params": 100 + seed,
+                "network": f"MobileNetV3-Large 1x pruned {percents[seed]} %"} for seed, note in enumerate(notes)]
     row = budget_report.summarize(records).iloc[0]
     assert (row.network, row.seeds, row.params) == ("MobileNetV3-Large 1x pruned", 2, 100)
     assert row.note == "from width 1; global ratio 0.933 / 0.924 per seed (of 5000 expansion channels), then fine-tuned"
