@@ -146,3 +146,17 @@ def test_a_stop_rule_prunes_the_trial_mid_finetune(tmp_path, fit_calls, monkeypa
     assert t.state.name == "PRUNED" and len(t.user_attrs["val_acc_history"]) == 1
     assert "artifact_id" not in t.user_attrs and t.user_attrs["val_acc"] == t.user_attrs["val_acc_history"][0]
     assert seen == [("median", 1, [study.trials[0].user_attrs["val_acc_history"]])]
+
+
+def test_parent_training_is_reproducible(tmp_path):
+    from nasprune.search.parents import ParentCache
+
+    recipe = parse_recipe(RECIPE, "r.yaml")
+    objective = Objective(recipe, tmp_path / "a")
+    spec = nasprune.fd_mobilenet(0.25, in_channels=1, num_classes=4)
+    torch.manual_seed(123)  # whatever ran before must not matter
+    first, _ = ParentCache(tmp_path / "a", "k", seed=0).get(spec, objective._train_parent)
+    torch.rand(7)
+    second, _ = ParentCache(tmp_path / "b", "k", seed=0).get(spec, objective._train_parent)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

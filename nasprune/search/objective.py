@@ -75,7 +75,7 @@ class Objective:
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         self.store = FileSystemArtifactStore(str(self.artifacts_dir))
         self.parents = ParentCache(self.artifacts_dir / "parents", recipe.parent_key(),
-                                   enabled=cache and recipe.parent_cache)
+                                   seed=recipe.train_config("parent").seed, enabled=cache and recipe.parent_cache)
         self._data = data
         self.shape = data_shape(recipe, data)
 

@@ -26,12 +26,14 @@ class ParentCache:
     Attributes:
         root: directory of the cache files.
         key: :meth:`Recipe.parent_key` (data and training recipe).
+        seed: seeds the parent's initial weights, so a parent does not depend on what ran before it.
         enabled: ``False`` trains every parent afresh (for benchmarks).
         trained: how many parents this process trained (the rest came from the cache).
     """
 
     root: Path
     key: str
+    seed: int = 0
     enabled: bool = True
     trained: int = 0
     _memory: dict[str, Any] = field(default_factory=dict)
@@ -45,11 +47,10 @@ class ParentCache:
         ``train(model) -> dict`` trains a freshly built model in place and returns checkpoint metadata.
         The returned model must not be modified by the caller (it is shared between trials).
         """
-        from nasprune import build
         from nasprune.checkpoint import load, save_checkpoint
 
         if not self.enabled:
-            model = build(spec)
+            model = self._build(spec)
             train(model)
             self.trained += 1
             return model, True
@@ -59,10 +60,19 @@ class ParentCache:
         with file_lock(path):
             fresh = not path.is_file()
             if fresh:
-                model = build(spec)
+                model = self._build(spec)
                 metadata = train(model)
                 save_checkpoint(path, model, {"role": "parent", "recipe_key": self.key, **metadata})
                 self.trained += 1
             model = load(path)
         self._memory[path.name] = model.eval()
         return model, fresh
+
+    def _build(self, spec: ArchSpec):
+        import torch
+
+        from nasprune import build
+
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            return build(spec)
