@@ -22,7 +22,8 @@ FAMILY_ORDER: Mapping[str, tuple[str, str, str]] = {
     "mobilenet_v1": ("MobileNetV1", "square", "#ff7f0e"),
     "fd_mobilenet": ("FD-MobileNet", "circle", "#1f77b4"),
     "searched": ("nasprune search, retrained", "star", "#d62728"),
-    "v3_pruned": ("MobileNetV3-Large, gamma x S pruned", "diamond", "#2ca02c"),
+    "v3_pruned": ("MobileNetV3-Large, gamma x S pruned + fine-tuned", "diamond", "#2ca02c"),
+    "v3_scratch": ("pruned MobileNetV3-Large architecture, from scratch", "diamond-open", "#2ca02c"),
     "reference": ("reference (over budget)", "x", "#7f7f7f"),
 }
 TABLE_COLUMNS = ("budget", "family", "network", "mflops", "params", "test_acc", "test_spread", "seeds", "val_acc",

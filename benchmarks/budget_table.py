@@ -96,7 +96,7 @@ class Settings:
     search: SearchSettings
     seeds: tuple[int, ...] = (0, 1)
     budgets: tuple[int, ...] = BUDGETS
-    stages: tuple[str, ...] = ("hand", "search", "searched", "pruned", "latency")
+    stages: tuple[str, ...] = ("hand", "search", "searched", "pruned", "pruned_scratch", "latency")
     out_dir: Path = ROOT / "reports"
     work_dir: Path = ROOT / "runs" / "budget_table"
     latency_runs: int = 30
@@ -341,7 +341,29 @@ def latency_stage(bench: Bench, rounds: int = 5) -> None:
                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
-STAGES = {"hand": hand_stage, "search": search_stage, "searched": searched_stage, "pruned": pruned_stage}
+def pruned_scratch_stage(bench: Bench, seed: int) -> None:
+    """Control: each pruned MobileNetV3-Large child's architecture retrained from scratch with the recipe.
+
+    The pruned rows start from a trained parent and get the recipe twice (sparse training, then fine-tuning);
+    this row gives the same architecture the searched networks' treatment (one recipe, from scratch).
+    """
+    s = bench.settings
+    recipe = s.table.to_dict()
+    for budget in s.budgets:
+        pruned = [r for r in bench.cache.records() if r.get("kind") == "train" and r["family"] == "v3_pruned"
+                  and r["budget"] == budget and r["seed"] == seed and r.get("recipe") == recipe]
+        if not pruned:
+            raise NaspruneError(f"no pruned MobileNetV3-Large at {budget} MFLOPs for seed {seed}: run the "
+                                "'pruned' stage first")
+        spec = ArchSpec.from_dict(pruned[0]["spec"])
+        network = pruned[0]["network"].split(" pruned")[0] + " pruned, from scratch"
+        row = Row(budget, "v3_scratch", network, spec, pruned[0]["train_resolution"],
+                  "the pruned child's architecture (this seed's), retrained from scratch with the recipe")
+        train_row(bench, row, seed)
+
+
+STAGES = {"hand": hand_stage, "search": search_stage, "searched": searched_stage, "pruned": pruned_stage,
+          "pruned_scratch": pruned_scratch_stage}
 FINAL_STAGES = {"latency": latency_stage, "report": lambda bench: None}  # run() always rewrites the reports
 
 
