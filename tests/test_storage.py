@@ -97,7 +97,8 @@ def test_unreachable_server_is_one_line_naming_host_and_port():
 
 
 @pytest.mark.parametrize("command", [["trials", "--study", "s"], ["report", "--study", "s"],
-                                     ["export", "--study", "s", "--trial", "0"], ["dashboard", "--study", "s"]])
+                                     ["export", "--study", "s", "--trial", "0"], ["dashboard", "--study", "s"],
+                                     ["search", "--data", "synthetic", "--trials", "2", "--no-progress"]])
 def test_cli_storage_errors_are_one_line_exit_2(run_cli, command):
     from pgserver import free_port
 
