@@ -245,7 +245,7 @@ class Progress:
 
 # -- running -----------------------------------------------------------------------------------------------------
 def _optimize(study, recipe: Recipe, artifacts: Path, total: int, timeout: float | None, cache: bool,
-              callbacks: Sequence = ()) -> None:
+              callbacks: Sequence = (), data=None) -> None:
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -253,7 +253,7 @@ def _optimize(study, recipe: Recipe, artifacts: Path, total: int, timeout: float
     from nasprune.search.objective import Objective
     from nasprune.train import TrainingDiverged
 
-    objective = Objective(recipe, artifacts, cache=cache)
+    objective = Objective(recipe, artifacts, cache=cache, data=data)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stop = MaxTrialsCallback(total, states=(TrialState.COMPLETE, TrialState.PRUNED))
     study.optimize(objective, timeout=timeout, callbacks=[stop, *callbacks], catch=(TrainingDiverged,),
@@ -316,22 +316,23 @@ class SearchResult:
     seconds: float
 
 
-def prepare(recipe: Recipe) -> tuple[str, Path, tuple[int, int]]:
-    """Storage URL, artifacts directory and dataset shape; checks the budget before anything starts."""
+def prepare(recipe: Recipe):
+    """Storage URL, artifacts directory and the loaded data; checks data and budget before anything starts."""
+    from nasprune.data import load_data
     from nasprune.search.objective import data_shape
 
-    shape = data_shape(recipe)
-    check_budget(recipe, shape)
+    data = load_data(recipe.data_config())  # missing or malformed data: an error now, not in a trial
+    check_budget(recipe, data_shape(recipe, data))
     url = storage_url(recipe)
-    return url, artifacts_dir_for(recipe, url), shape
+    return url, artifacts_dir_for(recipe, url), data
 
 
 def run_search(recipe: Recipe, opts: RunOptions = RunOptions()) -> SearchResult:
     """Create or resume the study and run it until it holds ``recipe.trials`` finished trials."""
-    url, artifacts, shape = prepare(recipe)
+    url, artifacts, data = prepare(recipe)
     study = open_study(recipe, url, artifacts)
     if recipe.with_baselines:
-        enqueue_baselines(study, recipe, shape)
+        enqueue_baselines(study, recipe, (data.in_channels, data.num_classes))
     before = finished_count(study)
     start = time.perf_counter()
     progress = Progress(recipe.trials, before, opts.progress)
@@ -340,7 +341,7 @@ def run_search(recipe: Recipe, opts: RunOptions = RunOptions()) -> SearchResult:
             if opts.workers == 1:
                 with _torch_threads(opts.threads):
                     _optimize(study, recipe, artifacts, recipe.trials, opts.timeout, opts.cache,
-                              callbacks=[lambda s, t: progress.update(s)])
+                              callbacks=[lambda s, t: progress.update(s)], data=data)
             else:
                 _run_workers(study, recipe, url, artifacts, opts, progress)
         progress.update(study)
