@@ -1,9 +1,10 @@
 """Running a study: checks before starting, study creation and resume, worker processes, progress, Pareto table.
 
-Re-running the same recipe resumes the study until it holds ``recipe.trials`` finished trials (COMPLETE or
-PRUNED; FAILED ones, e.g. interrupted by Ctrl-C, are not counted and get redone). ``workers > 1`` starts that
-many processes on this machine, all sharing the storage (SQLite in WAL mode with a long busy timeout, see
-:mod:`nasprune.storage`) and the parent cache.
+Re-running the same recipe resumes the study until it holds exactly ``recipe.trials`` finished trials (COMPLETE
+or PRUNED; FAILED ones, e.g. interrupted by Ctrl-C, are not counted and get redone), through
+:func:`nasprune.storage.optimize_until`. ``workers > 1`` starts that many processes on this machine, all sharing
+the storage (see :mod:`nasprune.storage`) and the parent cache; more processes or machines may join the same
+study with the same command and ``--storage``.
 """
 
 from __future__ import annotations
@@ -244,30 +245,30 @@ class Progress:
 
 
 # -- running -----------------------------------------------------------------------------------------------------
-def _optimize(study, recipe: Recipe, artifacts: Path, total: int, timeout: float | None, cache: bool,
+def _optimize(study, recipe: Recipe, url: str, artifacts: Path, timeout: float | None, cache: bool,
               callbacks: Sequence = (), data=None) -> None:
+    """Run trials until the study holds exactly ``recipe.trials`` finished ones, however many workers share it
+    (:func:`nasprune.storage.optimize_until`: admission under a study-wide lock, stale trials failed)."""
     import optuna
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
 
     from nasprune.search.objective import Objective
+    from nasprune.storage import optimize_until
     from nasprune.train import TrainingDiverged
 
     objective = Objective(recipe, artifacts, cache=cache, data=data)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    stop = MaxTrialsCallback(total, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    study.optimize(objective, timeout=timeout, callbacks=[stop, *callbacks], catch=(TrainingDiverged,),
-                   gc_after_trial=False)
+    optimize_until(study, objective, total=recipe.trials, url=url, timeout=timeout, catch=(TrainingDiverged,),
+                   callbacks=callbacks)
 
 
-def _worker(recipe: Recipe, url: str, artifacts: str, index: int, threads: int, total: int,
-            timeout: float | None, cache: bool) -> None:
+def _worker(recipe: Recipe, url: str, artifacts: str, index: int, threads: int, timeout: float | None,
+            cache: bool) -> None:
     import torch
 
     torch.set_num_threads(threads)
     study = open_study(recipe, url, Path(artifacts), worker=index)
     try:
-        _optimize(study, recipe, Path(artifacts), total, timeout, cache)
+        _optimize(study, recipe, url, Path(artifacts), timeout, cache)
     except KeyboardInterrupt:  # the running trial is already marked FAIL by Optuna
         sys.exit(130)
 
@@ -275,7 +276,7 @@ def _worker(recipe: Recipe, url: str, artifacts: str, index: int, threads: int, 
 def _run_workers(study, recipe: Recipe, url: str, artifacts: Path, opts: RunOptions, progress: Progress) -> None:
     ctx = multiprocessing.get_context("spawn")
     args = (recipe, url, str(artifacts))
-    tail = (opts.threads, recipe.trials, opts.timeout, opts.cache)
+    tail = (opts.threads, opts.timeout, opts.cache)
     procs = [ctx.Process(target=_worker, args=(*args, i, *tail)) for i in range(opts.workers)]
     for p in procs:
         p.start()
@@ -340,7 +341,7 @@ def run_search(recipe: Recipe, opts: RunOptions = RunOptions()) -> SearchResult:
         if before < recipe.trials:
             if opts.workers == 1:
                 with _torch_threads(opts.threads):
-                    _optimize(study, recipe, artifacts, recipe.trials, opts.timeout, opts.cache,
+                    _optimize(study, recipe, url, artifacts, opts.timeout, opts.cache,
                               callbacks=[lambda s, t: progress.update(s)], data=data)
             else:
                 _run_workers(study, recipe, url, artifacts, opts, progress)
