@@ -197,12 +197,6 @@ def test_cli_kill_9_during_parent_training_loses_nothing(storage_url, tmp_path):
     check_parent_cache(tmp_path, killed)
 
 
-RUNNER_OVERSHOOTS = pytest.mark.xfail(
-    strict=True, reason="nasprune.search.runner._optimize stops with MaxTrialsCallback, so concurrent workers "
-    "finish more than the requested trials (measured 7-8 of 5); switching it to nasprune.storage.optimize_until "
-    "makes these pass (tried on a copy). Remove this marker with that change.")
-
-
 def assert_exact(trials: list, total: int) -> None:
     states = Counter(t.state.name for t in trials)
     assert states["COMPLETE"] + states["PRUNED"] == total, states
@@ -211,7 +205,6 @@ def assert_exact(trials: list, total: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@RUNNER_OVERSHOOTS
 def test_cli_four_machines_share_one_postgres_study_exactly(pg_server, tmp_path):
     """Four ``nasprune search`` commands (one per machine) on one study: the requested total exactly, each
     parent trained once although all four draw the same first parameters (same seed)."""
@@ -228,7 +221,6 @@ def test_cli_four_machines_share_one_postgres_study_exactly(pg_server, tmp_path)
 
 
 @pytest.mark.slow
-@RUNNER_OVERSHOOTS
 def test_cli_workers_on_sqlite_reach_exactly_the_total(tmp_path):
     name = study_name(tmp_path)
     url = f"sqlite:///{tmp_path}/w.db"
