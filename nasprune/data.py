@@ -227,7 +227,11 @@ Raw = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 def _candidate_dirs(data_dir: str | None, default: Path | None) -> list[Path]:
     dirs = []
     if data_dir:
-        dirs.append(Path(data_dir).expanduser())
+        given = Path(data_dir).expanduser()
+        if not given.is_dir():  # an explicit directory that is not there is a mistake, not a reason to fall back
+            raise DataError(f"--data-dir {str(given)!r} is not a directory: expected a directory holding the "
+                            "dataset's files")
+        dirs.append(given)
     if os.environ.get("NASPRUNE_DATA"):
         dirs.append(Path(os.environ["NASPRUNE_DATA"]).expanduser())
     if default is not None:

@@ -86,6 +86,7 @@ def test_missing_fashion_mnist_names_paths_and_fix(tmp_path, monkeypatch):
     env_dir = tmp_path / "env"
     monkeypatch.setenv("NASPRUNE_DATA", str(env_dir))
     monkeypatch.setattr(data_mod, "DEFAULT_FASHION_MNIST_DIR", tmp_path / "system")
+    (tmp_path / "given").mkdir()
     with pytest.raises(DataError) as info:
         load_data(DataConfig("fashion-mnist", data_dir=str(tmp_path / "given")))
     message = str(info.value)
@@ -93,6 +94,13 @@ def test_missing_fashion_mnist_names_paths_and_fix(tmp_path, monkeypatch):
     for path in (tmp_path / "given", env_dir, tmp_path / "system"):
         assert str(path) in message
     assert "apt-get install dataset-fashion-mnist" in message and "--data-dir" in message
+
+
+def test_data_dir_that_does_not_exist_is_an_error_not_a_fallback(tmp_path):
+    # The system copy exists on this machine; an explicit wrong --data-dir must still not fall back to it.
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DataError, match=r"--data-dir '.*nowhere' is not a directory"):
+        load_data(DataConfig("fashion-mnist", data_dir=str(missing)))
 
 
 def test_malformed_fashion_mnist(tmp_path):
