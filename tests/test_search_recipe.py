@@ -56,3 +56,19 @@ def test_bad_recipe_is_one_line_naming_the_file(tmp_path, raw, expected):
 def test_cli_budget_override_is_checked_too():
     with pytest.raises(NaspruneError, match="budget_mflops=-1.0 is invalid"):
         load_recipe("quickstart", budget_mflops=-1.0)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random"])
+def test_machines_draw_different_points_with_the_same_training_seed(sampler):
+    import optuna
+
+    from nasprune.search.runner import make_sampler
+
+    recipe = load_recipe("quickstart", sampler=sampler, data_name="synthetic")
+
+    def first_points(worker: int) -> list[float]:
+        study = optuna.create_study(sampler=make_sampler(recipe, worker), directions=["maximize", "minimize"])
+        return [study.ask().suggest_float("x", 0.0, 1.0) for _ in range(3)]
+
+    assert first_points(0) == first_points(0)              # one machine: reproducible
+    assert first_points(0) != first_points(1000)           # --machine 1: its own stream

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nasprune.cli.common import positive_float, positive_int
+from nasprune.cli.common import nonnegative_int, positive_float, positive_int
 
 
 def add_parser(sub) -> None:
@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default=None, help="default: the recipe's (tpe)")
     p.add_argument("--workers", type=positive_int, default=1, metavar="N",
                    help="worker processes on this machine sharing the storage (default 1)")
+    p.add_argument("--machine", type=nonnegative_int, default=0, metavar="K",
+                   help="index of this machine when several run the same study (0, 1, 2, ...): gives each its own "
+                        "sampler seed; training seeds, and so the shared parents, stay the same")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N",
                    help="torch threads per worker (default 1: on a busy machine more threads per process are "
                         "much slower; use --workers to occupy more cores)")
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
                          sampler=args.sampler, seed=args.seed, with_baselines=args.with_baselines,
                          artifacts=args.artifacts)
     result = run_search(recipe, RunOptions(workers=args.workers, timeout=args.timeout, threads=args.threads,
-                                           progress=not args.no_progress))
+                                           machine=args.machine, progress=not args.no_progress))
     study = result.study
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     feasible = sum(1 for t in study.get_trials(deepcopy=False)

@@ -42,6 +42,7 @@ class RunOptions:
     progress: bool = True
     cache: bool = True          # the parent cache (False: retrain every parent; benchmarks)
     threads: int = 1            # torch threads per worker: one each is the fastest on a shared, loaded machine
+    machine: int = 0            # index of this machine among several sharing the study (sampler seed stream)
 
 
 # -- where things live ------------------------------------------------------------------------------------
@@ -98,7 +99,11 @@ def check_budget(recipe: Recipe, shape: tuple[int, int]) -> None:
 
 # -- the study ------------------------------------------------------------------------------------------------
 def make_sampler(recipe: Recipe, worker: int = 0):
-    """The recipe's sampler; each worker gets its own seed so workers do not draw the same points."""
+    """The recipe's sampler; each worker gets its own seed so workers do not draw the same points.
+
+    ``worker`` is ``1000 * machine + process index``, so machines started with different ``--machine`` draw
+    different points while their training seeds (and hence the shared parents) stay the same.
+    """
     import optuna
 
     seed = recipe.seed + 1000 * worker
@@ -277,7 +282,8 @@ def _run_workers(study, recipe: Recipe, url: str, artifacts: Path, opts: RunOpti
     ctx = multiprocessing.get_context("spawn")
     args = (recipe, url, str(artifacts))
     tail = (opts.threads, opts.timeout, opts.cache)
-    procs = [ctx.Process(target=_worker, args=(*args, i, *tail)) for i in range(opts.workers)]
+    first = 1000 * opts.machine
+    procs = [ctx.Process(target=_worker, args=(*args, first + i, *tail)) for i in range(opts.workers)]
     for p in procs:
         p.start()
     try:
@@ -331,7 +337,7 @@ def prepare(recipe: Recipe):
 def run_search(recipe: Recipe, opts: RunOptions = RunOptions()) -> SearchResult:
     """Create or resume the study and run it until it holds ``recipe.trials`` finished trials."""
     url, artifacts, data = prepare(recipe)
-    study = open_study(recipe, url, artifacts)
+    study = open_study(recipe, url, artifacts, worker=1000 * opts.machine)
     if recipe.with_baselines:
         enqueue_baselines(study, recipe, (data.in_channels, data.num_classes))
     before = finished_count(study)
