@@ -35,6 +35,9 @@ from nasprune.train import TrainConfig, evaluate, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Structured pruning of MobileNetV3-Large (γ × S)"
+# Runs with --tag write their own files and a sub-section of SECTION starting with this heading, which the main
+# (untagged) run keeps when it rewrites SECTION.
+VARIANT = "### With stronger sparsity"
 
 # Table 3 of the paper (CIFAR-10, 224x224): ratio -> (acc %, params M, params -%, FLOPs, FLOPs -%).
 PAPER_TABLE3 = {0: (88.28, 4.22, 0.0, 2.30e8, 0.0), 10: (87.86, 3.68, 12.8, 2.17e8, 5.7),
@@ -71,6 +74,8 @@ def parse_args() -> tuple[argparse.Namespace, Recipe]:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core box)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (subset 512, 1 epoch each)")
     p.add_argument("--reports", type=Path, default=ROOT / "reports")
+    p.add_argument("--tag", default="", help="variant name, e.g. 'lambda1e-3': files reports/prune_mnv3_TAG*, "
+                   "a README sub-section compared with the main run, and its own parent checkpoint")
     args = p.parse_args()
     recipe = Recipe(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Recipe)})
     if args.quick:
@@ -243,20 +248,105 @@ criteria and ratios under one recipe, not with the paper's CIFAR-10 numbers.
 """
 
 
+def stem(args) -> str:
+    """File-name stem of this run's outputs: ``prune_mnv3`` or ``prune_mnv3_TAG``."""
+    return f"prune_mnv3_{args.tag}" if args.tag else "prune_mnv3"
+
+
+def baseline(reports: Path) -> dict | None:
+    """The main run's 50 % criteria accuracies, 50 % γ × S row and γ spread, for a variant to compare against."""
+    crit, ratios, parent = (reports / f"prune_mnv3{x}" for x in ("_criteria.csv", "_ratios.csv", "_parent.pt"))
+    if not (crit.exists() and ratios.exists()):
+        return None
+    base = {"criteria": pd.read_csv(crit).set_index("criterion")["val_acc_after"].to_dict(),
+            "ratios": pd.read_csv(ratios).set_index("ratio_pct")}
+    if parent.exists():
+        model = load(parent)
+        base.update(ranking_diagnostics(model), recipe=json.loads(model.metadata["recipe"]))
+    return base
+
+
+def _compare(ratios: pd.DataFrame, criteria: pd.DataFrame, pct: int, base: dict | None) -> str:
+    acc = criteria.set_index("criterion")["val_acc_after"].to_dict()
+    row = ratios.set_index("ratio_pct")
+    parts = []
+    if "gamma_sparsity" in acc:
+        ranked = sorted(acc.items(), key=lambda kv: -kv[1])
+        parts.append(f"At {pct} % after fine-tuning: " + ", ".join(f"{c} {a:.2f}" for c, a in ranked)
+                     + f"; γ × S is {acc['gamma_sparsity'] - acc.get('gamma', float('nan')):+.2f} points from γ and "
+                     f"{acc['gamma_sparsity'] - acc.get('random', float('nan')):+.2f} from random.")
+    if pct in row.index and 0 in row.index:
+        drop = row.loc[pct, "val_acc_after"] - row.loc[0, "val_acc_after"]
+        parts.append(f"Against this run's unpruned, fine-tuned model ({row.loc[0, 'val_acc_after']:.2f}) γ × S at "
+                     f"{pct} % is {drop:+.2f} points (the paper: within half a point, +0.27 at 50 %).")
+    if base and "gamma_sparsity" in base["criteria"]:
+        b = base["criteria"]
+        lam = base.get("recipe", {}).get("sparsity_lambda", "?")
+        parts.append(f"Main run (λ = {lam}): γ × S {b['gamma_sparsity']:.2f}, "
+                     f"γ {b.get('gamma', float('nan')):.2f}, random {b.get('random', float('nan')):.2f}"
+                     + (f", |γ| CV {base['gamma_cv']:.3f}." if "gamma_cv" in base else "."))
+    return " ".join(parts)
+
+
+def _adam_bound(recipe: Recipe) -> str:
+    steps = recipe.sparse_epochs * -(-recipe.subset // recipe.batch_size)
+    return (f"{steps} Adam steps of sparse training at lr {recipe.lr:g}: Adam moves a parameter by at most about lr "
+            f"per step, so no γ (initialised at 1) can have moved by more than about {steps * recipe.lr:.2f}.")
+
+
+def variant_markdown(recipe: Recipe, parent_train: dict, ratios: pd.DataFrame, criteria: pd.DataFrame,
+                     layers: pd.DataFrame | None, criteria_pct: int, complete: bool, diag: dict,
+                     base: dict | None) -> str:
+    """A sub-section of SECTION for a run that differs from the main one only in its sparse training."""
+    status = "" if complete else "\n**Partial results: the run was still going when this was written.**\n"
+    diff = ""
+    if base and "recipe" in base:
+        changed = {k: v for k, v in dataclasses.asdict(recipe).items() if base["recipe"].get(k) != v}
+        diff = "Differs from the main run only in: " + ", ".join(
+            f"{k} {base['recipe'].get(k)} → {v}" for k, v in changed.items()) + " (same data, seed and fine-tuning)."
+    return f"""{VARIANT} (λ = {recipe.sparsity_lambda:g}, {recipe.sparse_epochs} sparse epochs)
+{status}
+{diff} {_adam_bound(recipe)}
+Parent val acc {100 * parent_train['val_acc']:.2f} % after {parent_train['seconds']:.0f} s of sparse
+training. Spread of the BN scales of the prunable layers: |γ| from {diag['gamma_min']:.3f}, mean
+{diag['gamma_mean']:.3f}, coefficient of variation **{diag['gamma_cv']:.3f}**{
+f" (main run: from {base['gamma_min']:.3f}, mean {base['gamma_mean']:.3f}, CV {base['gamma_cv']:.3f})"
+if base and "gamma_cv" in base else ""}; S coefficient of variation
+{diag['s_cv']:.3f}; Spearman ρ of the γ × S ranking with γ {diag['rho_gamma']:.2f}, with S {diag['rho_s']:.2f}.
+
+{_fmt_ratio_rows(ratios)}
+
+Criteria at {criteria_pct} %:
+
+{_fmt_criteria_rows(criteria)}
+
+{_compare(ratios, criteria, criteria_pct, base)}
+
+Expansion channels per bneck at {criteria_pct} % with γ × S:
+
+{_fmt_layers(layers)}
+"""
+
+
 def write_reports(args, recipe, parent_train, rows, data, diag: dict, complete: bool) -> None:
     reports: Path = args.reports
+    name = stem(args)
     criteria_pct = round(args.criteria_ratio * 100)
     ratios = ratio_table(rows, parent_train["val_acc"])
     criteria = criteria_table(rows, criteria_pct)
     layers = layers_table(rows, criteria_pct)
-    atomic_write_text(reports / "prune_mnv3_ratios.csv", ratios.to_csv(index=False))
-    atomic_write_text(reports / "prune_mnv3_criteria.csv", criteria.to_csv(index=False))
+    atomic_write_text(reports / f"{name}_ratios.csv", ratios.to_csv(index=False))
+    atomic_write_text(reports / f"{name}_criteria.csv", criteria.to_csv(index=False))
     if layers is not None:
-        atomic_write_text(reports / "prune_mnv3_layers.csv", layers.to_csv(index=False))
-    text = markdown(recipe, parent_train, ratios, criteria, layers, criteria_pct, complete, data, diag)
-    atomic_write_text(reports / "prune_mnv3.md", text)
+        atomic_write_text(reports / f"{name}_layers.csv", layers.to_csv(index=False))
+    if args.tag:
+        text = variant_markdown(recipe, parent_train, ratios, criteria, layers, criteria_pct, complete, diag,
+                                baseline(args.reports))
+    else:
+        text = markdown(recipe, parent_train, ratios, criteria, layers, criteria_pct, complete, data, diag)
+    atomic_write_text(reports / f"{name}.md", text)
     if not args.quick:
-        update_readme(ROOT / "benchmarks" / "README.md", text)
+        (update_variant if args.tag else update_readme)(ROOT / "benchmarks" / "README.md", text)
 
 
 def update_readme(path: Path, section: str) -> None:
@@ -271,10 +361,32 @@ def update_readme(path: Path, section: str) -> None:
     start = text.find(SECTION)
     if start >= 0:
         end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section.rstrip() + "\n" + (text[end:] if end >= 0 else "")
+        old = text[start:end] if end >= 0 else text[start:]
+        kept = old[old.find("\n" + VARIANT):].rstrip() + "\n" if "\n" + VARIANT in old else ""
+        text = text[:start] + section.rstrip() + "\n" + kept + (text[end:] if end >= 0 else "")
     else:
         text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
     atomic_write_text(path, text)
+
+
+def update_variant(path: Path, subsection: str) -> None:
+    """Put a variant's sub-section at the end of SECTION, replacing the one with the same heading line."""
+    if not path.exists() or SECTION not in path.read_text():
+        print(f"{SECTION!r} not in {path}: variant sub-section not written", flush=True)
+        return
+    text = path.read_text()
+    heading = subsection.split("\n", 1)[0]
+    start = text.find(SECTION)
+    end = text.find("\n## ", start + len(SECTION))
+    end = len(text) if end < 0 else end + 1
+    body = text[start:end]
+    at = body.find("\n" + heading + "\n")
+    if at >= 0:
+        nxt = body.find("\n" + VARIANT, at + 1)
+        body = body[:at + 1] + subsection.rstrip() + "\n" + (body[nxt:] if nxt >= 0 else "\n")
+    else:
+        body = body.rstrip() + "\n\n" + subsection.rstrip() + "\n\n"
+    atomic_write_text(path, text[:start] + body + text[end:])
 
 
 def main() -> None:
@@ -282,8 +394,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = load_data(DataConfig(name="fashion-mnist", resolution=recipe.resolution, subset=recipe.subset,
                                 val_size=recipe.val_size, seed=recipe.seed))
-    parent, parent_train = parent_model(recipe, data, args.reports / "prune_mnv3_parent.pt")
+    parent, parent_train = parent_model(recipe, data, args.reports / f"{stem(args)}_parent.pt")
     diag = ranking_diagnostics(parent)
+    print(f"parent val acc {100 * parent_train['val_acc']:.2f} %; |gamma| CV {diag['gamma_cv']:.3f}, "
+          f"min {diag['gamma_min']:.3f}; S CV {diag['s_cv']:.3f}; rho(gxS, g) {diag['rho_gamma']:.2f}, "
+          f"rho(gxS, S) {diag['rho_s']:.2f}", flush=True)
+    atomic_write_text(args.reports / f"{stem(args)}_diag.json", json.dumps(diag, indent=1))
     ratios = [float(r) for r in args.ratios.split(",")]
     runs = [("gamma_sparsity", r) for r in ratios]
     runs += [(c, args.criteria_ratio) for c in CRITERIA if c != "gamma_sparsity"]
