@@ -147,8 +147,12 @@ def figure(table: pd.DataFrame, budgets: Sequence[float]):
             marker={"symbol": symbol, "color": colour, "size": 12, "line": {"color": "#000", "width": 1}},
             error_y={"type": "data", "array": (100 * rows["test_spread"]).tolist(), "visible": True},
             text=hover, hoverinfo="text"))
-    for b in budgets:
-        fig.add_vline(x=b, line={"dash": "dot", "color": "#aaa"}, annotation_text=f"{b:g} MFLOPs budget")
+    if not table.empty:  # budget lines as traces: shapes on a log axis would need log10 coordinates
+        low, high = 100 * table["test_acc"].min() - 2, 100 * table["test_acc"].max() + 2
+        for b in budgets:
+            fig.add_trace(go.Scatter(x=[b, b], y=[low, high], mode="lines+text", text=["", f"{b:g} MFLOPs"],
+                                     textposition="top center", line={"dash": "dot", "color": "#aaa"},
+                                     hoverinfo="skip", showlegend=False))
     fig.update_layout(template="plotly_white", title="Fashion-MNIST test accuracy against cost",
                       xaxis={"title": "MFLOPs (multiply-adds at 224x224 / 1e6)", "type": "log"},
                       yaxis={"title": "test accuracy (%)"}, legend={"orientation": "h", "y": -0.2})
