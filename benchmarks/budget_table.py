@@ -5,8 +5,10 @@
 
 Per budget row (MFLOPs = multiply-adds at 224x224, 1 input channel, 10 classes): MobileNetV1 and FD-MobileNet
 (rules in ``budget_select.py``), the best feasible network of a nasprune search retrained from scratch, and
-MobileNetV3-Large pruned with gamma x S to the budget. Every network is trained with one recipe
-(:class:`TableRecipe`) per seed and reported with its TEST accuracy, MACs, params and CPU latency. Every
+MobileNetV3-Large pruned with gamma x S to the budget (plus a control: that pruned architecture retrained from
+scratch). Every network is trained with one recipe (:class:`TableRecipe`) per seed and reported with its TEST
+accuracy, MACs, params and CPU latency (re-timed at the end in one interleaved session). Stages: ``hand``,
+``search``, ``searched``, ``pruned``, ``pruned_scratch`` (per seed), then ``latency`` and ``report``. Every
 stage is resumable: finished runs are cached in ``reports/budget_table.runs.jsonl`` and skipped on a rerun;
 the tables and the figure are rewritten after every run. ``--quick`` is a tiny end-to-end dry run writing
 under ``runs/budget_table_quick/`` only.
