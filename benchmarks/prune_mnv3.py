@@ -8,10 +8,15 @@ split. Results are written after every run, so a long run leaves partial tables 
 
     nice -n 10 .venv/bin/python benchmarks/prune_mnv3.py            # about 30 min on 2 busy CPU cores
     .venv/bin/python benchmarks/prune_mnv3.py --quick                 # a smoke run of a few minutes
+    nice -n 10 .venv/bin/python benchmarks/prune_mnv3.py --sparsity-lambda 1e-3 --sparse-epochs 24 \
+        --tag lambda1e-3_e24                                          # a variant, compared with the main run
 
 Outputs: ``reports/prune_mnv3.md``, ``reports/prune_mnv3_ratios.csv``, ``reports/prune_mnv3_criteria.csv``,
 ``reports/prune_mnv3_layers.csv``, the parent checkpoint ``reports/prune_mnv3_parent.pt`` (reused by reruns
 with the same recipe), and the section "Structured pruning of MobileNetV3-Large" of ``benchmarks/README.md``.
+A run with ``--tag TAG`` writes ``reports/prune_mnv3_TAG*`` (plus ``_diag.json``, the spread of γ) and, instead of
+that section, a sub-section "With stronger sparsity (λ, epochs)" at its end, compared with the main run's files;
+the main run keeps these sub-sections when it rewrites its section.
 """
 
 from __future__ import annotations
@@ -135,6 +140,7 @@ def ranking_diagnostics(parent) -> dict:
         return float(torch.corrcoef(ranks)[0, 1])
 
     return {"gamma_min": float(gamma.min()), "gamma_mean": float(gamma.mean()),
+            "gamma_below_001": float((gamma < 0.01).double().mean()),
             "gamma_cv": float(gamma.std() / gamma.mean()), "s_cv": float(sparsity.std() / sparsity.mean()),
             "rho_gamma": spearman(gamma, gamma * sparsity), "rho_s": spearman(sparsity, gamma * sparsity)}
 
@@ -311,8 +317,10 @@ Parent val acc {100 * parent_train['val_acc']:.2f} % after {parent_train['second
 training. Spread of the BN scales of the prunable layers: |γ| from {diag['gamma_min']:.3f}, mean
 {diag['gamma_mean']:.3f}, coefficient of variation **{diag['gamma_cv']:.3f}**{
 f" (main run: from {base['gamma_min']:.3f}, mean {base['gamma_mean']:.3f}, CV {base['gamma_cv']:.3f})"
-if base and "gamma_cv" in base else ""}; S coefficient of variation
-{diag['s_cv']:.3f}; Spearman ρ of the γ × S ranking with γ {diag['rho_gamma']:.2f}, with S {diag['rho_s']:.2f}.
+if base and "gamma_cv" in base else ""}; **{100 * diag['gamma_below_001']:.1f} %** of them below 0.01{
+f" (main run {100 * base['gamma_below_001']:.1f} %)" if base and "gamma_below_001" in base else ""};
+S coefficient of variation {diag['s_cv']:.3f}; Spearman ρ of the γ × S ranking with γ {diag['rho_gamma']:.2f},
+with S {diag['rho_s']:.2f}.
 
 {_fmt_ratio_rows(ratios)}
 
