@@ -41,13 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"nasprune.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"nasprune.cli.{name}":
-                continue  # a command not built yet in this checkout
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"nasprune.cli.{name}").add_parser(sub)
     return parser
 
 
