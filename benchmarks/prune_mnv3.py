@@ -246,6 +246,7 @@ barely spread (|γ| from {diag['gamma_min']:.3f}, mean {diag['gamma_mean']:.3f},
 {diag['gamma_cv']:.3f}) while S varies more (coefficient of variation {diag['s_cv']:.3f}), so the γ × S ranking
 follows S (Spearman ρ = {diag['rho_s']:.2f}) far more than γ (ρ = {diag['rho_gamma']:.2f}). The paper's 200
 epochs of sparse training push many γ towards 0, which is what makes γ (and γ × S) informative.
+The sub-sections "With stronger sparsity" below test this.
 
 Notes: torchvision's first bneck (16→16, expansion 1) has no expansion conv, so it cannot be pruned here, unlike
 the paper's 16→9. Every layer keeps at least 8 channels (the floor); the paper's 60 % ratio is the largest it
