@@ -28,13 +28,7 @@ NO_EXPANSION = ArchSpec(name="no_expansion", in_channels=1, resolution=32, num_c
 QUICK = dict(batch_size=64, optimizer="adam", lr=1e-2, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: far faster than two on a busy 2-core machine, and deterministic."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")  # far faster than 2 threads on a busy 2-core VM
 
 
 def test_pipeline_on_synthetic_data():

@@ -21,12 +21,7 @@ RECIPE = {"budget_mflops": 8, "data": {"name": "synthetic", "resolution": 16, "s
           "finetune": {"epochs": 1, "batch_size": 60, "lr": 0.02}, "latency": {"runs": 2}}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")  # far faster than 2 threads on a busy 2-core VM
 
 
 @pytest.fixture
