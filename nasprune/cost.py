@@ -29,6 +29,7 @@ from torch import nn
 
 from nasprune.builder import build
 from nasprune.spec import ArchSpec
+from nasprune.threads import torch_threads
 
 __all__ = [
     "Cost", "LayerCost", "Latency", "count", "count_model", "count_module", "flop_counter_macs", "measure_latency",
@@ -275,17 +276,12 @@ def measure_latency(spec_or_model: ArchSpec | nn.Module, *, spec: ArchSpec | Non
 
 def _time_forward(model: nn.Module, x: torch.Tensor, *, runs: int, warmup: int, threads: int) -> list[float]:
     """Sorted wall times (ms) of ``runs`` forward passes, with ``threads`` torch threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            for _ in range(warmup):
-                model(x)
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                model(x)
-                times.append((time.perf_counter() - t0) * 1e3)
-    finally:
-        torch.set_num_threads(previous)
+    times = []
+    with torch_threads(threads), torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            model(x)
+            times.append((time.perf_counter() - t0) * 1e3)
     return sorted(times)

@@ -204,16 +204,11 @@ class Objective:
 
 def _count(spec):
     """fvcore MACs at the spec's resolution, traced on one thread (tiny work; several threads only contend)."""
-    import torch
-
     from nasprune.cost import count
+    from nasprune.threads import torch_threads
 
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return count(spec, layers=False)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _record_design(trial, cand: Candidate, design: Design, cost, mode: str) -> None:

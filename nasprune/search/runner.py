@@ -9,12 +9,11 @@ study with the same command and ``--storage``.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import multiprocessing
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 from nasprune.errors import NaspruneError
 from nasprune.search.recipe import OBJECTIVES, Recipe
 from nasprune.search.space import FixedParams, resolve
+from nasprune.threads import torch_threads
 
 __all__ = ["RunOptions", "artifacts_dir_for", "enqueue_baselines", "finished_count", "make_sampler", "open_study",
            "pareto_table", "run_search", "smallest_network", "storage_url"]
@@ -302,17 +302,6 @@ def _run_workers(study, recipe: Recipe, url: str, artifacts: Path, opts: RunOpti
                             "see their messages above")
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -346,7 +335,7 @@ def run_search(recipe: Recipe, opts: RunOptions = RunOptions()) -> SearchResult:
     try:
         if before < recipe.trials:
             if opts.workers == 1:
-                with _torch_threads(opts.threads):
+                with torch_threads(opts.threads):
                     _optimize(study, recipe, url, artifacts, opts.timeout, opts.cache,
                               callbacks=[lambda s, t: progress.update(s)], data=data)
             else:
