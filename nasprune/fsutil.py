@@ -1,7 +1,9 @@
 """Atomic files and inter-process locks, for files several workers (or machines) share.
 
 * :func:`atomic_write` — write to a temporary file in the target's directory, fsync, then ``os.replace``:
-  a reader sees the old file or the new one, never half of one, and a crash leaves the old file intact.
+  a reader sees the old file or the new one, never half of one, and a crash leaves the old file intact. The
+  file ends with the mode an ordinary ``open(path, "w")`` would give it (``0o666 & ~umask``), not
+  ``mkstemp``'s private 0600, so a second user's worker on a shared artifact directory can read it.
 * :func:`file_lock` — an exclusive ``flock`` on ``<path>.lock`` so two workers needing the same file do not
   both produce it. ``flock`` locks are released by the kernel when a process dies (``kill -9`` included).
 """
@@ -16,7 +18,26 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_save", "atomic_write", "atomic_write_bytes", "atomic_write_text", "file_lock"]
+__all__ = ["atomic_save", "atomic_write", "atomic_write_bytes", "atomic_write_text", "file_lock", "normal_mode",
+           "umask"]
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux allows (``/proc/self/status``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: swap and restore (not atomic with respect to other threads)
+    os.umask(mask)
+    return mask
+
+
+def normal_mode(path: str | Path, *, directory: bool = False) -> None:
+    """Give ``path`` the mode an ordinary create would: ``0o666 & ~umask`` (``0o777`` for directories)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask())
 
 
 @contextlib.contextmanager
@@ -29,6 +50,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~umask())  # mkstemp made it 0600
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nasprune.errors import NaspruneError
+from nasprune.fsutil import normal_mode
 
 __all__ = ["check_target", "staged_directory"]
 
@@ -39,18 +40,11 @@ def _oserror(out: Path, exc: OSError) -> NaspruneError:
     return NaspruneError(f"cannot write the export to {str(out)!r}: {exc.strerror or exc}")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _normal_permissions(staging: Path) -> None:
     """``mkdtemp`` and atomic writes create private (0700 / 0600) entries; give them the usual umask modes."""
-    mask = _umask()
-    staging.chmod(0o777 & ~mask)
+    normal_mode(staging, directory=True)
     for path in staging.rglob("*"):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+        normal_mode(path, directory=path.is_dir())
 
 
 def _publish(staging: Path, out: Path) -> None:
