@@ -10,8 +10,8 @@ import nasprune
 import nasprune.train
 from nasprune.checkpoint import load
 from nasprune.cost import count_model
+from nasprune.search.early_stop import should_stop
 from nasprune.search.objective import Objective, strip_se
-from nasprune.search.pruning import should_stop
 from nasprune.search.recipe import PrunerConfig, parse_recipe
 from nasprune.search.space import FixedParams, load_space, resolve
 
@@ -119,7 +119,7 @@ def test_successive_halving_keeps_the_top_third_at_rungs():
 
 
 def test_a_stop_rule_prunes_the_trial_mid_finetune(tmp_path, fit_calls, monkeypatch):
-    import nasprune.search.pruning
+    import nasprune.search.early_stop
 
     recipe = parse_recipe({**RECIPE, "budget_mflops": 40, "finetune": {**RECIPE["finetune"], "epochs": 2},
                            "pruner": {"name": "median", "warmup_trials": 1}}, "r.yaml")
@@ -134,7 +134,7 @@ def test_a_stop_rule_prunes_the_trial_mid_finetune(tmp_path, fit_calls, monkeypa
         seen.append((cfg.name, epoch, [list(h) for h in histories]))
         return True
 
-    monkeypatch.setattr(nasprune.search.pruning, "should_stop", stop)
+    monkeypatch.setattr(nasprune.search.early_stop, "should_stop", stop)
     study.enqueue_trial(_params(0.25, 0.3))
     study.optimize(objective, n_trials=1)
     t = study.trials[1]

@@ -4,7 +4,7 @@
 * :mod:`~nasprune.search.recipe`: study recipe YAML (data, budget, objectives, sampler, fidelity);
 * :mod:`~nasprune.search.objective`: one trial (count before training; train, prune, fine-tune, measure);
 * :mod:`~nasprune.search.parents`: the parent cache shared by workers;
-* :mod:`~nasprune.search.pruning`: early stopping of fine-tuning (median, successive halving);
+* :mod:`~nasprune.search.early_stop`: early stopping of fine-tuning (median, successive halving);
 * :mod:`~nasprune.search.runner`: study creation, resume, workers, progress and the Pareto table.
 
 See ``docs/search.md``.

@@ -8,7 +8,7 @@ Order of work in :meth:`Objective.__call__`:
 3. over budget: return at once, nothing trained (values ``(0.0, mflops[, inf or params])``);
 4. within budget: get the trained parent (:class:`~nasprune.search.parents.ParentCache`), drop the SE modules the
    trial did not choose, prune it per layer with the trial's criterion, fine-tune (per-epoch accuracy recorded,
-   early stop by :mod:`nasprune.search.pruning`), measure accuracy, params and CPU latency, and upload the
+   early stop by :mod:`nasprune.search.early_stop`), measure accuracy, params and CPU latency, and upload the
    child's checkpoint to the study's artifact store.
 
 The user attributes written are the ``docs/design.md`` table (plus the extras listed in ``docs/search.md``).
@@ -154,7 +154,7 @@ class Objective:
     def _epoch_callback(self, trial) -> Callable[[int, float], None]:
         import optuna
 
-        from nasprune.search.pruning import should_stop
+        from nasprune.search.early_stop import should_stop
 
         history: list[float] = []
         cfg = self.recipe.pruner

@@ -35,7 +35,7 @@ STUDIES_DIR = SPACES_DIR.parent / "studies"
 
 @dataclass(frozen=True, kw_only=True)
 class PrunerConfig:
-    """Early stopping of fine-tuning on the per-epoch validation accuracy (see :mod:`nasprune.search.pruning`)."""
+    """Early stopping of fine-tuning on the per-epoch validation accuracy (:mod:`nasprune.search.early_stop`)."""
 
     name: str = "none"
     warmup_trials: int = 5   # finished trials at an epoch before anything is stopped there
