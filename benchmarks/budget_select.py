@@ -2,7 +2,8 @@
 
 Everything here is decided from specs and MAC counts alone (no training), so it is fast and tested exactly
 in ``tests/test_budget_table.py``. MACs follow nasprune's convention (conv + linear multiply-adds, BN folded)
-for Fashion-MNIST: 1 input channel, 10 classes, counted at the deployment resolution.
+for Fashion-MNIST: 1 input channel, 10 classes, counted at the deployment resolution with the library's
+closed form (:func:`nasprune.cost.closed_form_macs`); the pruning fit is :func:`nasprune.prune.fit_global_ratio`.
 
 Rules (stated in ``benchmarks/README.md``):
 
@@ -19,14 +20,13 @@ Rules (stated in ``benchmarks/README.md``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from torch import Tensor
-
 from nasprune import get_spec
+from nasprune.cost import closed_form_macs
 from nasprune.errors import NaspruneError
-from nasprune.prune import DEFAULT_FLOOR, apply_channels, layer_channels, select_global
+from nasprune.prune import DEFAULT_FLOOR, smallest_child
 from nasprune.spec import ArchSpec
 
 __all__ = [
@@ -35,14 +35,10 @@ __all__ = [
     "V1_WIDTHS",
     "V3_WIDTHS",
     "Candidate",
-    "PruneFit",
     "deploy_ladder",
     "fd_candidate",
-    "fit_global_ratio",
-    "closed_form_macs",
     "hand_designed",
     "mobilenet_v1_candidate",
-    "smallest_child",
     "v3_parent_width",
 ]
 
@@ -78,30 +74,6 @@ class Candidate:
     @property
     def deploy_resolution(self) -> int:
         return self.spec.resolution
-
-
-def closed_form_macs(spec: ArchSpec) -> int:
-    """MACs of ``spec`` by formula (conv + linear multiply-adds; SE convs act on 1x1): what fvcore counts.
-
-    ``nasprune.count`` traces the network (about half a second); selection loops call this instead and the
-    chosen networks are re-counted with ``nasprune.count`` (the tests check that both agree).
-    """
-    sizes = spec.feature_sizes()
-    macs = spec.stem.kernel_size ** 2 * spec.in_channels * spec.stem.out_channels * sizes[0] ** 2
-    for block, size_in, size in zip(spec.blocks, sizes, sizes[1:], strict=False):
-        dw = block.dw_channels
-        if getattr(block, "expand", False):
-            macs += block.in_channels * dw * size_in ** 2
-        macs += block.kernel_size ** 2 * dw * size ** 2 + 2 * dw * block.se_channels
-        macs += dw * block.out_channels * size ** 2
-    channels, head = spec.out_channels, spec.head
-    if head.conv_channels:
-        macs += channels * head.conv_channels * sizes[-1] ** 2
-        channels = head.conv_channels
-    if head.hidden_features:
-        macs += channels * head.hidden_features
-        channels = head.hidden_features
-    return macs + channels * spec.num_classes
 
 
 def fashion_spec(model: str, width: float, resolution: int = DEPLOY_RESOLUTION) -> ArchSpec:
@@ -145,11 +117,6 @@ def fd_candidate(budget_mflops: int, train_resolution: int) -> Candidate:
     return Candidate("fd_mobilenet", width, spec, train_resolution, closed_form_macs(spec))
 
 
-def smallest_child(spec: ArchSpec, floor: int = DEFAULT_FLOOR) -> ArchSpec:
-    """``spec`` with every prunable layer cut to the selection floor: the cheapest child pruning can reach."""
-    return apply_channels(spec, {layer: min(c, floor) for layer, c in layer_channels(spec).items()})
-
-
 def v3_parent_width(budget_mflops: float, floor: int = DEFAULT_FLOOR) -> float:
     """The widest MobileNetV3-Large width whose smallest expansion-only child fits the budget."""
     for width in V3_WIDTHS:
@@ -157,53 +124,6 @@ def v3_parent_width(budget_mflops: float, floor: int = DEFAULT_FLOOR) -> float:
             return width
     raise NaspruneError(f"budget {budget_mflops} MFLOPs is below every pruned MobileNetV3-Large width "
                         f"{', '.join(map(str, V3_WIDTHS))}")
-
-
-@dataclass(frozen=True)
-class PruneFit:
-    """The least pruning that fits: ``pruned`` of ``total`` channels, i.e. global ratio ``pruned / total``."""
-
-    ratio: float
-    pruned: int
-    total: int
-    keep: dict[str, Tensor]
-    child: ArchSpec
-    macs: int
-
-
-def _kept_spec(spec: ArchSpec, keep: Mapping[str, Tensor]) -> ArchSpec:
-    return apply_channels(spec, {layer: int(index.numel()) for layer, index in keep.items()})
-
-
-def fit_global_ratio(spec: ArchSpec, scores: Mapping[str, Tensor], budget_mflops: float, *,
-                     floor: int = DEFAULT_FLOOR,
-                     macs_of: Callable[[ArchSpec], int] = closed_form_macs) -> PruneFit:
-    """The smallest global ratio ``k / N`` whose :func:`select_global` child has MACs within the budget.
-
-    MACs do not increase with ``k`` (a higher threshold keeps a subset), so bisection over the integer
-    ``k`` in ``[0, N - 1]`` finds the least ``k`` that fits in ``log2 N`` counts.
-    """
-    limit = budget_mflops * 1e6
-    total = sum(len(s) for s in scores.values())
-
-    def attempt(k: int) -> PruneFit:
-        keep = select_global(scores, k / total, floor=floor)
-        child = _kept_spec(spec, keep)
-        return PruneFit(k / total, k, total, keep, child, macs_of(child))
-
-    lo, hi = 0, total - 1
-    best = attempt(hi)
-    if best.macs > limit:
-        raise NaspruneError(f"{spec.name} cannot be pruned to {budget_mflops} MFLOPs: its smallest child has "
-                            f"{best.macs / 1e6:.2f}; expected a narrower width")
-    while lo < hi:  # invariant: attempt(hi) fits
-        mid = (lo + hi) // 2
-        trial = attempt(mid)
-        if trial.macs <= limit:
-            hi, best = mid, trial
-        else:
-            lo = mid + 1
-    return best
 
 
 def hand_designed(budgets: Sequence[int], train_resolution: int) -> dict[int, list[Candidate]]:

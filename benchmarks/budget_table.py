@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import torch
 from budget_report import write_reports
 from budget_runs import RunCache, run_key
-from budget_select import BUDGETS, Candidate, fashion_spec, fit_global_ratio, hand_designed, v3_parent_width
+from budget_select import BUDGETS, Candidate, fashion_spec, hand_designed, v3_parent_width
 
 from nasprune.errors import USER_ERRORS, NaspruneError
 from nasprune.spec import ArchSpec
@@ -299,7 +299,7 @@ def v3_parent(bench: Bench, width: float, seed: int):
 
 
 def pruned_stage(bench: Bench, seed: int) -> None:
-    from nasprune.prune import compute_scores, prune_model
+    from nasprune.prune import compute_scores, fit_global_ratio, prune_model
 
     s = bench.settings
     widths = {b: v3_parent_width(b) for b in s.budgets}

@@ -32,7 +32,8 @@ from nasprune.spec import ArchSpec
 from nasprune.threads import torch_threads
 
 __all__ = [
-    "Cost", "LayerCost", "Latency", "count", "count_model", "count_module", "flop_counter_macs", "measure_latency",
+    "Cost", "LayerCost", "Latency", "closed_form_macs", "count", "count_model", "count_module", "flop_counter_macs",
+    "measure_latency",
 ]
 
 # fvcore operator names whose count is a multiply-add of a conv or linear layer.
@@ -205,6 +206,34 @@ def count(spec: ArchSpec, resolution: int | None = None, *, layers: bool = True)
     if cached is None:
         cached = _CACHE[(spec.hash, layers)] = count_model(build(spec), spec, layers=layers)
     return cached
+
+
+def closed_form_macs(spec: ArchSpec) -> int:
+    """MACs of ``spec`` by formula, without building or tracing it: exactly what :func:`count` gives.
+
+    The same convention (conv and linear multiply-adds, BN folded): the stem conv; per block the expansion
+    1x1 (inverted residual with ``expand``), the depthwise ``k x k``, SE's two 1x1 convs on the pooled 1x1
+    map (``2 * dw * se``) and the projection 1x1; then the head's 1x1 conv, hidden linear and classifier.
+    :func:`count` traces the network (about half a second at 224); loops that try many pruned children
+    (:func:`nasprune.prune.budget.fit_global_ratio`) call this instead (``tests/test_cost.py`` ties the two
+    on every zoo network).
+    """
+    sizes = spec.feature_sizes()
+    macs = spec.stem.kernel_size ** 2 * spec.in_channels * spec.stem.out_channels * sizes[0] ** 2
+    for block, size_in, size in zip(spec.blocks, sizes, sizes[1:], strict=False):
+        dw = block.dw_channels
+        if getattr(block, "expand", False):  # only inverted residual blocks have an expansion conv
+            macs += block.in_channels * dw * size_in ** 2
+        macs += block.kernel_size ** 2 * dw * size ** 2 + 2 * dw * block.se_channels
+        macs += dw * block.out_channels * size ** 2
+    channels, head = spec.out_channels, spec.head
+    if head.conv_channels:
+        macs += channels * head.conv_channels * sizes[-1] ** 2
+        channels = head.conv_channels
+    if head.hidden_features:
+        macs += channels * head.hidden_features
+        channels = head.hidden_features
+    return macs + channels * spec.num_classes
 
 
 def flop_counter_macs(model: nn.Module, spec: ArchSpec) -> int:

@@ -8,7 +8,7 @@ from torch import nn
 
 from nasprune import build, count
 from nasprune.blocks import ConvBNAct, SqueezeExcite
-from nasprune.cost import count_model, count_module, flop_counter_macs, measure_latency
+from nasprune.cost import closed_form_macs, count_model, count_module, flop_counter_macs, measure_latency
 from nasprune.spec import ArchSpec, DWSBlockSpec, IRBlockSpec, SpecError, conv_out_size
 from nasprune.zoo import ZOO, fd_mobilenet, mobilenet_v3_small
 
@@ -235,3 +235,15 @@ def test_measure_latency_of_a_model_records_threads_and_keeps_mode(tiny_spec):
 def test_measure_latency_rejects_zero_runs(tiny_spec):
     with pytest.raises(ValueError, match="runs=0"):
         measure_latency(tiny_spec, runs=0)
+
+
+# -- the closed form -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(ZOO))
+@pytest.mark.parametrize("pruned", [False, True], ids=["full", "smallest_child"])
+def test_closed_form_macs_equal_fvcore(name, pruned):
+    from nasprune.prune import smallest_child
+
+    spec = ZOO[name](width=0.5, resolution=96, num_classes=10, in_channels=1)
+    if pruned:
+        spec = smallest_child(spec)
+    assert closed_form_macs(spec) == count(spec, layers=False).macs

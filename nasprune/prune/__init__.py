@@ -4,6 +4,7 @@ See ``docs/pruning.md``. The prunable unit of block ``i`` is the output channels
 (:mod:`nasprune.prune.groups` declares which tensors follow them).
 """
 
+from nasprune.prune.budget import PruneFit, fit_global_ratio, kept_spec, smallest_child
 from nasprune.prune.groups import ChannelGroup, Slice, apply_channels, channel_groups, layer_channels, prunable_layers
 from nasprune.prune.importance import CRITERIA, DEFAULT_CRITERION, compute_scores, filter_sparsity
 from nasprune.prune.pipeline import PruneConfig, PruneResult, prune_by_config, run_pipeline
@@ -23,6 +24,7 @@ __all__ = [
     "DEFAULT_FLOOR",
     "ChannelGroup",
     "PruneConfig",
+    "PruneFit",
     "PruneResult",
     "Slice",
     "apply_channels",
@@ -31,8 +33,10 @@ __all__ = [
     "child_spec",
     "compute_scores",
     "filter_sparsity",
+    "fit_global_ratio",
     "global_threshold",
     "keep_count",
+    "kept_spec",
     "layer_channels",
     "layer_report",
     "prunable_layers",
@@ -41,4 +45,5 @@ __all__ = [
     "run_pipeline",
     "select_global",
     "select_per_layer",
+    "smallest_child",
 ]
