@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nasprune.search.constraints import record_constraints
 from nasprune.search.parents import ParentCache
 from nasprune.search.recipe import Recipe
 from nasprune.search.space import Candidate, Design, drop_se, resolve
@@ -100,7 +101,7 @@ class Objective:
         mflops = cost.macs / 1e6
         _record_design(trial, cand, design, cost, mode)
         over = mflops - recipe.budget_mflops
-        trial.set_constraint("budget", over)
+        record_constraints(trial, {"budget": over})
         trial.set_user_attr("feasible", over <= 0)
         if over > 0:
             trial.set_user_attr("seconds", time.perf_counter() - start)

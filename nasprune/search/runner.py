@@ -148,7 +148,21 @@ def open_study(recipe: Recipe, url: str, artifacts: Path, *, worker: int = 0, he
     if "budget_mflops" not in study.user_attrs:
         for key, value in _study_attrs(recipe, artifacts).items():
             study.set_user_attr(key, value)
+    _name_objectives(study, recipe)
     return study
+
+
+def _name_objectives(study, recipe: Recipe) -> None:
+    """Optuna's metric names = the recipe's objectives (optuna-dashboard and Optuna's plots show them), on creation
+    and on resuming a study created before nasprune set them."""
+    import warnings
+
+    import optuna
+
+    if study.metric_names is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(recipe.objectives))
 
 
 def finished_count(study) -> int:

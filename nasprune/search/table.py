@@ -6,6 +6,8 @@ import json
 import math
 from typing import Any
 
+from nasprune.search.constraints import named_constraints
+
 __all__ = ["trials_frame", "trials_records"]
 
 ATTRS = ("number", "state", "values", "params", "user_attrs", "datetime_start", "datetime_complete", "duration")
@@ -26,11 +28,11 @@ def trials_frame(study, *, encode: bool = True):
     frame = frame.rename(columns={f"values_{i}": f"values_{n}" for i, n in enumerate(names)})
     if "values" in frame.columns:  # a single-objective study
         frame = frame.rename(columns={"values": f"values_{names[0]}"})
-    trials = study.get_trials(deepcopy=False)
-    keys = sorted({k for t in trials for k in t.constraints})
+    constraints = [named_constraints(t) for t in study.get_trials(deepcopy=False)]
+    keys = sorted({k for c in constraints for k in c})
     position = frame.columns.get_loc(f"values_{names[-1]}") + 1 if f"values_{names[-1]}" in frame else 2
     for key in reversed(keys):
-        frame.insert(position, f"constraint_{key}", [t.constraints.get(key, math.nan) for t in trials])
+        frame.insert(position, f"constraint_{key}", [c.get(key, math.nan) for c in constraints])
     if "duration" in frame.columns:
         frame["duration"] = frame["duration"].dt.total_seconds()
         frame = frame.rename(columns={"duration": "duration_s"})
