@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from nasprune.errors import NaspruneError
-from nasprune.search.space import SPACES_DIR, SearchSpace, _bad, check_keys, load_space, read_yaml
+from nasprune.search.shipped import RECIPES
+from nasprune.search.space import SearchSpace, _bad, check_keys, load_space, read_yaml
 
 __all__ = ["OBJECTIVES", "PRUNERS", "SAMPLERS", "Recipe", "find_recipe", "load_recipe"]
 
@@ -30,7 +31,6 @@ SAMPLERS = ("tpe", "nsga2", "random")
 PRUNERS = ("none", "median", "successive_halving")
 PRUNER_KEYS = ("name", "warmup_trials", "min_epochs", "reduction")
 PARENT_MODES = ("shared", "per_trial")
-STUDIES_DIR = SPACES_DIR.parent / "studies"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,16 +213,10 @@ def parse_recipe(raw: Any, path: str | Path, **overrides: Any) -> Recipe:
 
 
 def find_recipe(name_or_path: str | Path | None) -> Path:
-    """A recipe by path or by name in ``studies/`` (``None``: the embedded quickstart)."""
-    p = Path(name_or_path or "quickstart")
-    candidates = [p]
-    if p.suffix == "" and len(p.parts) == 1:
-        candidates += [Path.cwd() / "studies" / f"{p}.yaml", STUDIES_DIR / f"{p}.yaml"]
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise NaspruneError(f"recipe {str(name_or_path)!r} not found (tried {', '.join(map(str, candidates))}): "
-                        "expected a YAML file or the name of one in studies/")
+    """A recipe by path or by name (``./studies/NAME.yaml``, then the one shipped with nasprune; ``None``:
+    ``quickstart``)."""
+    given = name_or_path or "quickstart"
+    return RECIPES.find(given, [Path(given)])
 
 
 def load_recipe(name_or_path: str | Path | None = None, **overrides: Any) -> Recipe:

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Protocol
 import yaml
 
 from nasprune.errors import NaspruneError
+from nasprune.search.shipped import SPACES
 from nasprune.spec import ACTIVATIONS, KERNELS, ArchSpec, HeadSpec, make_divisible
 from nasprune.zoo import DWSStage, IRStage, dws_network, ir_network
 
@@ -34,7 +35,6 @@ FAMILIES = ("dws", "ir")
 MODES = ("shared", "per_trial")
 SPACE_KEYS = ("name", "family", "stem", "head", "width", "schedules", "free_placement", "se", "prune",
               "bn_eps", "bn_momentum")
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 
 
 class Row(NamedTuple):
@@ -408,17 +408,11 @@ def _check_builds(space: SearchSpace) -> None:
 
 
 def find_space(name_or_path: str | Path, *, relative_to: Path | None = None) -> Path:
-    """A space file by path (absolute, relative to ``relative_to`` or the working directory) or bare name."""
+    """A space file by path (absolute, relative to ``relative_to`` or the working directory) or bare name
+    (``./search_spaces/NAME.yaml``, then the one shipped with nasprune)."""
     p = Path(name_or_path)
-    candidates = [p] if p.is_absolute() else [*([relative_to / p] if relative_to else []), Path.cwd() / p]
-    if p.suffix == "" and len(p.parts) == 1:
-        candidates += [Path.cwd() / "search_spaces" / f"{p}.yaml", SPACES_DIR / f"{p}.yaml"]
-    for c in candidates:
-        if c.is_file():
-            return c
-    known = sorted(f.stem for f in SPACES_DIR.glob("*.yaml")) if SPACES_DIR.is_dir() else []
-    raise NaspruneError(f"space {str(name_or_path)!r} not found (tried {', '.join(str(c) for c in candidates)}): "
-                        f"expected a YAML file or one of {', '.join(known) or 'the files in search_spaces/'}")
+    paths = [p] if p.is_absolute() else [*([relative_to / p] if relative_to else []), Path.cwd() / p]
+    return SPACES.find(name_or_path, paths)
 
 
 def read_yaml(path: Path) -> Any:
