@@ -50,9 +50,11 @@ def test_export_best_prints_the_checks(study, tmp_path, capsys):
     assert stdout.startswith("trial 0 of study 'tiny': most accurate of 4 feasible trials; val acc "
                              f"{100 * study.val_acc_a:.2f} %, {COST_A.mflops:.2f} MFLOPs at 224x224\n")
     assert f"arch.json   {COST_A.macs:,} MACs, {COST_A.params:,} params at 224x224 = the trial's record" in stdout
-    diff = float(re.search(r"model.onnx  opset \d+ \(legacy exporter\), onnxruntime vs PyTorch max abs diff "
-                           r"(\S+) <= 0.0001", stdout).group(1))
-    assert diff <= 1e-4
+    found = re.search(r"model.onnx  opset \d+ \(legacy exporter\), onnxruntime vs PyTorch max abs diff (\S+), "
+                      r"relative (\S+) \(tolerance rtol 0.0001, atol 1e-05\) \(b1@16 ", stdout)
+    assert float(found.group(1)) <= 1e-4 and float(found.group(2)) <= 1e-4
+    assert "model.pt    reloaded, max abs diff 0.00e+00, relative 0.00e+00 (tolerance rtol 0.0001, atol 1e-05)" \
+        in stdout
     assert stdout.rstrip().endswith(f"exported trial 0 to {out}/ (arch.json, model.pt, model.ts, model.onnx, "
                                     "MODEL_CARD.md, export.json)")
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -155,12 +157,16 @@ def _bad_cases(study, nothing_url: str, tmp_path: Path) -> dict[str, tuple[list[
                             f"no storage file '{tmp_path / 'none.db'}'"),
         "bad --trial": ([*base, "--trial", "first"], "argument --trial: 'first' is invalid: expected best, knee or "
                                                      "a trial number >= 0"),
+        "bad --tolerance": ([*base, "--tolerance", "1e-4,-1"], "argument --tolerance: '1e-4,-1' is invalid: expected "
+                                                                "RTOL or RTOL,ATOL, numbers >= 0 (e.g. 1e-4,1e-5)"),
+        "unparsable --tolerance": ([*base, "--tolerance", "loose"], "argument --tolerance: 'loose' is invalid: "
+                                                                    "expected RTOL or RTOL,ATOL"),
     }
 
 
 CASES = ["no feasible trial", "unknown trial", "failed trial", "no artifact_id", "artifact missing", "wrong store",
          "unwritable (parent is a file)", "out is a file", "unknown format", "budget looser than the study's",
-         "unknown study", "missing storage", "bad --trial"]
+         "unknown study", "missing storage", "bad --trial", "bad --tolerance", "unparsable --tolerance"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -169,7 +175,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(case, study, nothing_fe
     monkeypatch.chdir(tmp_path)
     argv, message = _bad_cases(study, nothing_feasible, tmp_path)[case]
     before = sorted(p.name for p in tmp_path.iterdir())
-    if case == "bad --trial":
+    if "--t" in case:  # argparse's own check of the value
         with pytest.raises(SystemExit) as exc:
             main(["export", *argv])
         code, err = exc.value.code, capsys.readouterr().err
@@ -221,3 +227,29 @@ def test_nasprune_eval_reproduces_the_val_acc_of_the_exported_model(study, tmp_p
     assert card_eval == "nasprune eval model.pt --data synthetic"
     assert main([*shlex.split(card_eval)[1:-3], str(out / "model.pt"), *shlex.split(card_eval)[-2:], "--json"]) == 0
     assert 0.0 <= json.loads(capsys.readouterr().out)["accuracy"] <= 1.0
+
+
+def test_tolerance_flag_is_used_and_printed_in_the_card(study, tmp_path, capsys):
+    out = tmp_path / "loose"
+    code, stdout, stderr = run(capsys, "--study", STUDY, "--storage", study.url, "--out", str(out), "--format",
+                               "json,pt", "--tolerance", "0.01,0.002", "--latency-runs", "0")
+    assert code == 0, stderr
+    assert "model.pt    reloaded, max abs diff 0.00e+00, relative 0.00e+00 (tolerance rtol 0.01, atol 0.002)" in stdout
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "with rtol 0.01 and atol 0.002 (`--tolerance 0.01,0.002`)." in card
+    checks = json.loads((out / "export.json").read_text())["checks"]
+    assert (checks["pt"]["rtol"], checks["pt"]["atol"]) == (0.01, 0.002)
+
+
+def test_a_failed_check_says_how_to_loosen_it_and_that_flag_passes(study, tmp_path, capsys):
+    argv = ["--study", STUDY, "--storage", study.url, "--format", "onnx", "--onnx-exporter", "legacy",
+            "--latency-runs", "0"]
+    code, stdout, stderr = run(capsys, *argv, "--out", str(tmp_path / "exact"), "--tolerance", "0,0")
+    assert code == 2 and stderr.count("\n") == 1, stderr
+    assert stderr.startswith("nasprune: error: model.onnx (onnxruntime) differs from the trained PyTorch model by ")
+    assert list(tmp_path.iterdir()) == []
+    suggested = re.search(r"loosen it with --tolerance (\S+)\n$", stderr).group(1)
+    assert re.fullmatch(r"1e-0\d,0", suggested)
+    code, stdout, stderr = run(capsys, *argv, "--out", str(tmp_path / "loosened"), "--tolerance", suggested)
+    assert code == 0, stderr
+    assert f"(tolerance rtol {suggested.split(',')[0]}, atol 0)" in stdout

@@ -32,6 +32,7 @@ from nasprune.errors import NaspruneError
 from nasprune.export import (
     FORMATS,
     ExportConfig,
+    Tolerance,
     architecture_rows,
     export,
     knee_index,
@@ -209,19 +210,33 @@ def test_model_card_states_the_facts(exported):
     assert "| blocks.1 | ir | 16 | 24 | 16 | 3 | 1 | 8 | hswish | 56 | 4 |" in card
     assert "| blocks.2.conv_pw | 48 | 40 |" in card
     assert "| PyTorch (eager) |" in card and "| onnxruntime |" in card
+    onnx = result.checks["onnx"]
+    assert onnx["rtol"] == 1e-4 and onnx["atol"] == 1e-5 and 0 <= onnx["max_rel_diff"] <= 1e-4
+    assert (f"onnxruntime vs PyTorch on random inputs: max abs {onnx['max_abs_diff']:.3g}, relative to the output's "
+            f"scale {onnx['max_rel_diff']:.3g} (max abs per input: batch 1 @16: ") in card
+    assert "- `model.pt` reloads strictly; difference to the exported model: max abs 0, relative to the output's " \
+           "scale 0." in card
+    assert ("- Required of each file, per input and logit: `|a - b| <= atol + rtol * max|b|` (max|b|: the input's "
+            "largest absolute logit), with rtol 0.0001 and atol 1e-05 (`--tolerance 0.0001,1e-05`).") in card
+    assert "required <= 1e-4" not in card
     assert "- seed: 7" in card and "- study: `tiny` in `sqlite:///" in card and "- trial: 0 (" in card
     assert RETRAIN.format(arch="arch.json") in card
     manifest = json.loads((result.out / "export.json").read_text())
     assert manifest["macs"] == COST_A.macs and manifest["trial"] == 0 and manifest["seed"] == SEED
     assert {r["runtime"] for r in manifest["latency"]} == {"PyTorch (eager)", "onnxruntime"}
+    assert manifest["checks"]["onnx"]["max_rel_diff"] == onnx["max_rel_diff"]
+    assert manifest["checks"]["pt"]["rtol"] == 1e-4 and manifest["checks"]["torchscript"]["atol"] == 1e-5
     assert all(r["median_ms"] > 0 for r in manifest["latency"])
 
 
 def test_failed_check_leaves_nothing_behind(exported, tmp_path):
     info, _ = exported
     out = tmp_path / "deep" / "er" / "out"
-    with pytest.raises(NaspruneError, match=r"model.pt reloaded differs from the trained PyTorch model by 0 > -1"):
-        export(ExportConfig(study=STUDY, storage=info.url, out=out, tolerance=-1.0, formats=("json", "pt")))
+    exact = Tolerance(rtol=0, atol=0)  # onnxruntime's float32 rounding differs from PyTorch's (~1e-7)
+    with pytest.raises(NaspruneError, match=r"^model.onnx \(onnxruntime\) differs from the trained PyTorch model by "
+                                            r"\S+ \(max abs\), .* loosen it with --tolerance 1e-0\d,0$"):
+        export(ExportConfig(study=STUDY, storage=info.url, out=out, tolerance=exact, formats=("json", "onnx"),
+                            onnx_exporter="legacy", latency_runs=0))
     assert list(tmp_path.iterdir()) == []  # neither the staging directory nor the parents it created
 
 

@@ -22,6 +22,16 @@ def _runs(text: str) -> int:
     return int(text)
 
 
+def _tolerance(text: str):
+    from nasprune.errors import NaspruneError
+    from nasprune.export._tolerance import EXPECTED, Tolerance  # nasprune.export only when the flag is given
+
+    try:
+        return Tolerance.parse(text)
+    except NaspruneError:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected {EXPECTED}") from None
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help=HELP, description=HELP + ". Everything is written into a hidden "
                        "directory next to --out and renamed into place only when every check passed.")
@@ -44,6 +54,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="timed forward passes per latency figure in the card (0: skip; default 30)")
     p.add_argument("--latency-threads", type=positive_int, default=None, metavar="N",
                    help="CPU threads for the card's latency (default: the recipe's, as the search measured)")
+    p.add_argument("--tolerance", type=_tolerance, default=None, metavar="RTOL[,ATOL]",
+                   help="accepted difference between each exported file's outputs and PyTorch's, "
+                        "|a - b| <= ATOL + RTOL * max|b| per input (max|b|: its largest absolute logit); "
+                        "ATOL defaults to 1e-5 (default: 1e-4,1e-5)")
     p.add_argument("--onnx-exporter", choices=("dynamo", "legacy"), default="dynamo",
                    help="torch.onnx exporter: dynamo (torch.export-based, current; default) or legacy "
                         "(TorchScript-based, deprecated, much faster)")
@@ -51,12 +65,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nasprune.export import ExportConfig, export, parse_formats
+    from nasprune.export import ExportConfig, Tolerance, export, parse_formats
 
     config = ExportConfig(study=args.study, storage=args.storage, trial=args.trial, budget_mflops=args.budget,
                           formats=parse_formats(args.format), out=args.out, force=args.force,
                           artifacts=args.artifacts, latency_runs=args.latency_runs,
-                          latency_threads=args.latency_threads, onnx_exporter=args.onnx_exporter)
+                          latency_threads=args.latency_threads, tolerance=args.tolerance or Tolerance(),
+                          onnx_exporter=args.onnx_exporter)
     result = export(config, log=print)
     for row in result.latency:
         print(f"  latency     {row.runtime} {row.resolution}x{row.resolution}: {row.median_ms:.3f} ms (batch 1)")

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     study = load_study(args.study, url)
     tables, page = make_page(study, storage_arg=args.storage, options=PageOptions(source=redact_url(url)))
     write_report(out, page)
-    trained = int(((tables.trials["state"] == "COMPLETE") & tables.trials["val_acc"].notna()).sum())
+    trained = int(tables.trials["trained"].sum())
     print(f"wrote {out} ({len(tables.trials)} finished trials, {trained} trained, "
           f"{len(tables.pareto)} Pareto-optimal)")
     if args.csv:

@@ -6,6 +6,7 @@ Public API (private modules re-exported):
 * :func:`select_trial`, :func:`pareto_front`, :func:`knee_index` — which trial (``best``, ``knee``, ``N``).
 * :data:`FORMATS` / :func:`register_format` — the format registry (``json``, ``pt``, ``torchscript``, ``onnx``).
 * :func:`card_info` / :func:`render_card` — the model card's facts, then its Markdown.
+* :class:`Tolerance` / :func:`compare_outputs` — how close an exported file's outputs must be to PyTorch's.
 * :func:`staged_directory` — write a directory all or nothing.
 
 See ``docs/export.md`` for the files and the resolutions they use.
@@ -18,11 +19,13 @@ from nasprune.export._onnx import OnnxCheck, compare_onnx, export_onnx, ort_sess
 from nasprune.export._outdir import staged_directory
 from nasprune.export._select import Selection, is_feasible, knee_index, pareto_front, select_trial
 from nasprune.export._source import TrialSource, trial_source
+from nasprune.export._tolerance import Closeness, Tolerance, compare_outputs
 
 __all__ = [
     "DEFAULT_FORMATS",
     "FORMATS",
     "CardInfo",
+    "Closeness",
     "ExportConfig",
     "ExportContext",
     "ExportResult",
@@ -31,10 +34,12 @@ __all__ = [
     "LayerRow",
     "OnnxCheck",
     "Selection",
+    "Tolerance",
     "TrialSource",
     "architecture_rows",
     "card_info",
     "compare_onnx",
+    "compare_outputs",
     "default_out",
     "export",
     "export_onnx",

@@ -261,17 +261,25 @@ def _checks(info: CardInfo) -> list[str]:
         lines.append(f"- `arch.json` rebuilds with {c['json']['macs']:,} MACs and {c['json']['params']:,} params"
                      + (", exactly the trial's record." if c["json"].get("matches_trial") else "."))
     if "pt" in c:
-        lines.append(f"- `model.pt` reloads strictly; max abs difference to the exported model "
-                     f"{c['pt']['max_abs_diff']:.3g}.")
+        lines.append(f"- `model.pt` reloads strictly; difference to the exported model: {_diffs(c['pt'])}.")
     if "torchscript" in c:
-        lines.append(f"- `model.ts`: max abs difference to PyTorch {c['torchscript']['max_abs_diff']:.3g}.")
+        lines.append(f"- `model.ts`: difference to PyTorch: {_diffs(c['torchscript'])}.")
     if "onnx" in c:
         cases = ", ".join(f"batch {k['batch']} @{k['resolution']}: {k['max_abs_diff']:.3g}"
                           for k in c["onnx"]["cases"])
         lines.append(f"- `model.onnx` (opset {c['onnx']['opset']}, {c['onnx']['exporter']} exporter), onnxruntime "
-                     "vs PyTorch on random inputs, "
-                     f"max abs difference: {cases} (required <= 1e-4).")
+                     f"vs PyTorch on random inputs: {_diffs(c['onnx'])} (max abs per input: {cases}).")
+    used = next((k for k in c.values() if "rtol" in k), None)
+    if used is not None:
+        lines.append(f"- Required of each file, per input and logit: `|a - b| <= atol + rtol * max|b|` (max|b|: the "
+                     f"input's largest absolute logit), with rtol {used['rtol']:g} and atol {used['atol']:g} "
+                     f"(`--tolerance {used['rtol']:g},{used['atol']:g}`).")
     return lines or ["No files with weights were exported."]
+
+
+def _diffs(check: Mapping[str, Any]) -> str:
+    """Max abs difference and max difference relative to the output's scale (the largest |logit| per input)."""
+    return f"max abs {check['max_abs_diff']:.3g}, relative to the output's scale {check['max_rel_diff']:.3g}"
 
 
 def _resolution_note(info: CardInfo) -> list[str]:

@@ -15,6 +15,7 @@ from nasprune.export._formats import FORMATS, ExportContext, dumps, parse_format
 from nasprune.export._outdir import check_target, staged_directory
 from nasprune.export._select import Selection, select_trial
 from nasprune.export._source import TrialSource, artifacts_dir, load_trained_model, trial_source
+from nasprune.export._tolerance import Tolerance
 from nasprune.fsutil import atomic_write_text
 
 __all__ = ["DEFAULT_FORMATS", "ExportConfig", "ExportResult", "default_out", "export"]
@@ -40,7 +41,8 @@ class ExportConfig:
         latency_runs: timed forward passes per latency figure (0 = do not measure).
         latency_threads: CPU threads for the latency figures (default: the recipe's ``latency.threads``, as
             the search measured, else torch's current number).
-        tolerance: largest accepted abs difference between an exported file's outputs and PyTorch's.
+        tolerance: accepted difference between an exported file's outputs and PyTorch's,
+            ``|a - b| <= atol + rtol * max|b|`` per input sample (see :class:`Tolerance`).
         onnx_exporter: ``dynamo`` (torch.export-based, current) or ``legacy`` (TorchScript-based, fast).
     """
 
@@ -54,7 +56,7 @@ class ExportConfig:
     artifacts: str | Path | None = None
     latency_runs: int = 30
     latency_threads: int | None = None
-    tolerance: float = 1e-4
+    tolerance: Tolerance = field(default_factory=Tolerance)
     onnx_exporter: str = "dynamo"
 
 
@@ -122,12 +124,13 @@ def _describe_check(name: str, filename: str, check: dict[str, Any], ctx: Export
         same = "= the trial's record" if check["matches_trial"] else "(trial has no record to compare)"
         return (f"  {filename:<11} {check['macs']:,} MACs, {check['params']:,} params at "
                 f"{check['resolution']}x{check['resolution']} {same}")
+    diffs = (f"max abs diff {check['max_abs_diff']:.2e}, relative {check['max_rel_diff']:.2e} "
+             f"(tolerance rtol {ctx.tolerance.rtol:g}, atol {ctx.tolerance.atol:g})")
     if name == "onnx":
         cases = ", ".join(f"b{c['batch']}@{c['resolution']} {c['max_abs_diff']:.2e}" for c in check["cases"])
         return (f"  {filename:<11} opset {check['opset']} ({check['exporter']} exporter), onnxruntime vs PyTorch "
-                f"max abs diff "
-                f"{check['max_abs_diff']:.2e} <= {ctx.tolerance:g} ({cases})")
-    return f"  {filename:<11} reloaded, max abs diff {check['max_abs_diff']:.2e}"
+                f"{diffs} ({cases})")
+    return f"  {filename:<11} reloaded, {diffs}"
 
 
 def _file_rows(staging: Path, formats: tuple[str, ...]) -> list[tuple[str, str, int | None]]:

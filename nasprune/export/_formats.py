@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from nasprune.errors import NaspruneError
 from nasprune.export._source import TrialSource
+from nasprune.export._tolerance import Closeness, Tolerance, compare_outputs, require_close, worst
 from nasprune.fsutil import atomic_save, atomic_write_text
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ class ExportContext:
 
     source: TrialSource
     model: NasNet | None
-    tolerance: float = 1e-4
+    tolerance: Tolerance = field(default_factory=Tolerance)
     seed: int = 0
     onnx_exporter: str = "dynamo"
     onnx_path: Path | None = None  # set by the onnx writer, for the card's onnxruntime latency
@@ -79,16 +80,17 @@ def _random_inputs(ctx: ExportContext, shapes: tuple[tuple[int, int], ...]) -> l
     return [torch.randn(b, channels, r, r, generator=generator) for b, r in shapes]
 
 
-def _max_diff(reference: NasNet, other: Callable, inputs: list[torch.Tensor]) -> float:
+def _closeness(reference: NasNet, other: Callable, inputs: list[torch.Tensor], tolerance: Tolerance) -> Closeness:
     import torch
 
     with torch.inference_mode():
-        return max(float((reference(x) - other(x)).abs().max()) for x in inputs)
+        return worst([compare_outputs(other(x).numpy(), reference(x).numpy(), tolerance) for x in inputs])
 
 
-def _require_close(what: str, diff: float, tolerance: float) -> None:
-    if not diff <= tolerance:  # also catches NaN
-        raise NaspruneError(f"{what} differs from the trained PyTorch model by {diff:.3g} > {tolerance:g}")
+def check_figures(closeness: Closeness) -> dict[str, float]:
+    """A check's figures as the manifest and the card show them: the differences and the tolerance used."""
+    return {"max_abs_diff": closeness.max_abs_diff, "max_rel_diff": closeness.max_rel_diff,
+            "rtol": closeness.tolerance.rtol, "atol": closeness.tolerance.atol}
 
 
 def _shapes(ctx: ExportContext) -> tuple[tuple[int, int], ...]:
@@ -152,9 +154,9 @@ def _write_pt(ctx: ExportContext, path: Path) -> dict[str, Any]:
     loaded = load(path, map_location="cpu").eval()
     if loaded.spec.hash != ctx.source.train_spec.hash:
         raise NaspruneError(f"model.pt reloads with spec {loaded.spec.hash}, expected {ctx.source.train_spec.hash}")
-    diff = _max_diff(ctx.model, loaded, _random_inputs(ctx, _shapes(ctx)))
-    _require_close("model.pt reloaded", diff, ctx.tolerance)
-    return {"max_abs_diff": diff, "resolution": loaded.spec.resolution}
+    closeness = _closeness(ctx.model, loaded, _random_inputs(ctx, _shapes(ctx)), ctx.tolerance)
+    require_close("model.pt reloaded", closeness)
+    return {**check_figures(closeness), "resolution": loaded.spec.resolution}
 
 
 # -- torchscript -------------------------------------------------------------------------------------------------
@@ -166,9 +168,9 @@ def _write_torchscript(ctx: ExportContext, path: Path) -> dict[str, Any]:
         scripted = torch.jit.script(ctx.model.eval())
         atomic_save(path, lambda fh: torch.jit.save(scripted, fh))
         loaded = torch.jit.load(str(path), map_location="cpu").eval()
-    diff = _max_diff(ctx.model, loaded, _random_inputs(ctx, _shapes(ctx)))
-    _require_close("model.ts", diff, ctx.tolerance)
-    return {"max_abs_diff": diff}
+    closeness = _closeness(ctx.model, loaded, _random_inputs(ctx, _shapes(ctx)), ctx.tolerance)
+    require_close("model.ts", closeness)
+    return check_figures(closeness)
 
 
 # -- onnx ----------------------------------------------------------------------------------------------------------
@@ -178,10 +180,11 @@ def _write_onnx(ctx: ExportContext, path: Path) -> dict[str, Any]:
     export_onnx(ctx.model, path, ctx.source.train_resolution, ctx.onnx_exporter)
     opset = onnx_opset(path)
     ctx.onnx_path = path
-    checks = compare_onnx(ctx.model, ort_session(path), _shapes(ctx), seed=ctx.seed)
-    diff = max(c.max_abs_diff for c in checks)
-    _require_close("model.onnx (onnxruntime)", diff, ctx.tolerance)
-    return {"opset": opset, "exporter": ctx.onnx_exporter, "max_abs_diff": diff, "cases": [c._asdict() for c in checks]}
+    checks = compare_onnx(ctx.model, ort_session(path), _shapes(ctx), seed=ctx.seed, tolerance=ctx.tolerance)
+    closeness = worst([c.closeness for c in checks])
+    require_close("model.onnx (onnxruntime)", closeness)
+    return {"opset": opset, "exporter": ctx.onnx_exporter, **check_figures(closeness),
+            "cases": [c.figures() for c in checks]}
 
 
 for _fmt in (

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from nasprune.errors import NaspruneError
+from nasprune.export._tolerance import Closeness, Tolerance, compare_outputs
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -26,11 +27,16 @@ OUTPUT_NAME = "logits"  # N x classes
 
 
 class OnnxCheck(NamedTuple):
-    """Max abs difference between onnxruntime and PyTorch for one input shape."""
+    """How far onnxruntime's outputs are from PyTorch's for one input shape."""
 
     batch: int
     resolution: int
-    max_abs_diff: float
+    closeness: Closeness
+
+    def figures(self) -> dict[str, float]:
+        """``batch``, ``resolution``, ``max_abs_diff`` and ``max_rel_diff``, for the manifest and the card."""
+        return {"batch": self.batch, "resolution": self.resolution, "max_abs_diff": self.closeness.max_abs_diff,
+                "max_rel_diff": self.closeness.max_rel_diff}
 
 
 def _dynamo_export(model: NasNet, example: torch.Tensor, path: Path) -> None:
@@ -113,11 +119,15 @@ def _random_input(model: NasNet, batch: int, resolution: int, seed: int) -> torc
     return torch.randn(batch, model.spec.in_channels, resolution, resolution, generator=generator)
 
 
-def compare_onnx(model: NasNet, session: onnxruntime.InferenceSession,
-                 shapes: Sequence[tuple[int, int]], seed: int = 0) -> list[OnnxCheck]:
-    """Run PyTorch and onnxruntime on the same random inputs, one per ``(batch, resolution)``."""
+def compare_onnx(model: NasNet, session: onnxruntime.InferenceSession, shapes: Sequence[tuple[int, int]],
+                 seed: int = 0, tolerance: Tolerance | None = None) -> list[OnnxCheck]:
+    """Run PyTorch and onnxruntime on the same random inputs, one per ``(batch, resolution)``.
+
+    ``tolerance`` (default :class:`Tolerance`) only sets each check's ``closeness.worst``; nothing is raised.
+    """
     import torch
 
+    tolerance = tolerance or Tolerance()
     checks = []
     for i, (batch, resolution) in enumerate(shapes):
         x = _random_input(model, batch, resolution, seed + i)
@@ -127,7 +137,7 @@ def compare_onnx(model: NasNet, session: onnxruntime.InferenceSession,
         if got.shape != expected.shape:
             raise NaspruneError(f"ONNX output shape {got.shape} differs from PyTorch's {expected.shape} "
                                 f"(batch {batch}, {resolution}x{resolution})")
-        checks.append(OnnxCheck(batch, resolution, float(abs(got - expected).max())))
+        checks.append(OnnxCheck(batch, resolution, compare_outputs(got, expected, tolerance)))
     return checks
 
 
