@@ -67,7 +67,7 @@ def _skip_or_fail(reason: str) -> None:
 
 def _expected_points(tables, study) -> dict[str, int]:
     trials = tables.trials
-    trained = trials[(trials["state"] == "COMPLETE") & trials["val_acc"].notna()]
+    trained = trials[trials["trained"]]
     params = {name for t in study.get_trials() if t.number in set(trained["number"]) for name in t.params}
     return {
         "fig-pareto_front": len(trials) + len(tables.pareto),  # every trial once, plus the front's line
@@ -77,8 +77,7 @@ def _expected_points(tables, study) -> dict[str, int]:
         "fig-resolution": len(tables.features) + int(tables.features["se"].sum()),
         "fig-importance": int(tables.importance.groupby("target").size().clip(upper=TOP_PARAMS).sum()),
         # one line per trained feasible trial through one axis per objective and per (important) parameter
-        "fig-parallel": int(trained["feasible"].sum()) * (len(tables.objectives)
-                                                           + min(len(params), PARALLEL_PARAMS)),
+        "fig-parallel": len(trained) * (len(tables.objectives) + min(len(params), PARALLEL_PARAMS)),
     }
 
 

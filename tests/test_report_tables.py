@@ -8,13 +8,10 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from optuna.study import StudyDirection
 from report_study import BUDGET, FINAL_HYPERVOLUME, OVER_BUDGET, PARETO, TRAINED, create_study, feature_sizes
 
 from nasprune.errors import NaspruneError
-from nasprune.report import build_sections, build_tables, hypervolume_2d, pareto_mask
-
-MAX, MIN = StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE
+from nasprune.report import build_sections, build_tables, hypervolume_2d
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +31,7 @@ def test_trials_table_has_every_finished_trial_with_its_status(tables):
                 6: "pareto", 7: "pareto", 9: "over budget"}
     assert trials["status"].to_dict() == expected
     assert set(trials.index[~trials["feasible"]]) == set(OVER_BUDGET)
+    assert set(trials.index[trials["trained"]]) == set(TRAINED)  # not the over-budget or the stopped trial
     assert trials.loc[3, "constraint"] == pytest.approx(55.0 - BUDGET)
     assert trials.loc[0, "baseline"] == "fd_mobilenet" and trials.loc[7, "baseline"] == "mobilenet_v1"
     assert (trials.drop(index=[0, 7])["baseline"] == "").all()
@@ -139,15 +137,6 @@ def test_only_over_budget_trials_so_far(tmp_path):
     sections = {s.key: s for s in build_sections(tables, study)}
     assert sections["channels"].note and sections["resolution"].note and sections["importance"].note
     assert sum(len(t.x) for t in sections["pareto_front"].figure.data) == 2
-
-
-@pytest.mark.parametrize(("values", "directions", "expected"), [
-    ([[0.9, 10], [0.8, 10], [0.9, 5], [0.95, 20]], [MAX, MIN], [False, False, True, True]),
-    ([[0.5, 1], [0.5, 1]], [MAX, MIN], [True, True]),  # duplicates do not dominate each other
-    ([[1, 1, 1], [0, 0, 2], [1, 1, 2]], [MIN, MIN, MIN], [True, True, False]),
-])
-def test_pareto_mask(values, directions, expected):
-    assert pareto_mask(np.array(values, dtype=float), directions).tolist() == expected
 
 
 def test_hypervolume_2d_closed_form():

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING
 
 from nasprune.report.figures import SECTIONS, Section, build_sections
 from nasprune.report.page import PageOptions, render_page, write_report
-from nasprune.report.tables import ReportTables, build_tables, hypervolume_2d, pareto_mask
+from nasprune.report.tables import ReportTables, build_tables, hypervolume_2d
 
 if TYPE_CHECKING:
     import optuna
 
 __all__ = [
     "SECTIONS", "PageOptions", "ReportTables", "Section", "build_sections", "build_tables", "hypervolume_2d",
-    "make_page", "pareto_mask", "render_page", "write_report",
+    "make_page", "render_page", "write_report",
 ]
 
 

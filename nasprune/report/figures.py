@@ -55,7 +55,7 @@ def _hover(row) -> str:
 
 
 def _trained(trials: pd.DataFrame) -> pd.DataFrame:
-    return trials[(trials["state"] == "COMPLETE") & trials["val_acc"].notna()]
+    return trials[trials["trained"]]  # TrialRecord.trained: complete, feasible, with an accuracy
 
 
 # -- accuracy against cost ----------------------------------------------------------------------------
@@ -68,14 +68,14 @@ def pareto_front_figure(tables: ReportTables, study: optuna.Study) -> go.Figure:
     """Every trial on accuracy against MFLOPs; untrained over-budget trials in a strip underneath."""
     trials = tables.trials
     untrained = trials[trials["val_acc"].isna()]
-    trained = trials[trials["val_acc"].notna()]
+    with_acc = trials[trials["val_acc"].notna()]  # trained, or stopped early after reporting an accuracy
     n_rows = 2 if len(untrained) else 1
     fig = make_subplots(rows=n_rows, cols=1, shared_xaxes=True, vertical_spacing=0.04,
                         row_heights=[0.86, 0.14] if n_rows == 2 else None)
     for status, (name, marker) in STATUS_STYLE.items():
-        rows = trained[(trained["status"] == status) & (trained["baseline"] == "")]
+        rows = with_acc[(with_acc["status"] == status) & (with_acc["baseline"] == "")]
         fig.add_trace(_scatter(rows, "mflops", name, marker), row=1, col=1)
-    baselines = trained[trained["baseline"] != ""]
+    baselines = with_acc[with_acc["baseline"] != ""]
     fig.add_trace(go.Scatter(x=baselines["mflops"].tolist(), y=baselines["val_acc"].tolist(), mode="markers+text",
                              name="hand-designed baseline", marker=BASELINE_MARKER, text=baselines["baseline"].tolist(),
                              textposition="top center", textfont={"size": 10}, hoverinfo="text",
@@ -88,7 +88,7 @@ def pareto_front_figure(tables: ReportTables, study: optuna.Study) -> go.Figure:
         _add_untrained_strip(fig, untrained)
     if tables.budget_mflops is not None:
         _add_budget_line(fig, tables.budget_mflops)
-    if trained.empty:  # nothing trained yet: keep the accuracy axis meaningful
+    if with_acc.empty:  # nothing trained yet: keep the accuracy axis meaningful
         fig.update_yaxes(range=[0, 1], row=1, col=1)
     fig.update_yaxes(title_text="validation accuracy", tickformat=".0%", row=1, col=1)
     fig.update_xaxes(type="log", tickvals=LOG_TICKS, ticktext=[f"{v:g}" for v in LOG_TICKS])  # over-budget
@@ -226,8 +226,7 @@ def importance_figure(tables: ReportTables, study: optuna.Study) -> go.Figure | 
     imp = tables.importance
     ranked = ranked_params(tables)
     order = ranked[:TOP_PARAMS][::-1]  # plotly draws the first category at the bottom
-    n_trained = int(((tables.trials["state"] == "COMPLETE") & tables.trials["feasible"]
-                     & tables.trials["val_acc"].notna()).sum())
+    n_trained = int(tables.trials["trained"].sum())
     fig = go.Figure()
     for target, rows in imp.groupby("target", sort=False):
         rows = rows.set_index("param").reindex(order).dropna().reset_index()

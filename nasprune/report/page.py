@@ -74,7 +74,7 @@ def _stat(label: str, value: str) -> str:
 
 def _summary(tables: ReportTables) -> str:
     trials = tables.trials
-    trained = trials[(trials["state"] == "COMPLETE") & trials["val_acc"].notna() & trials["feasible"]]
+    trained = trials[trials["trained"]]
     best = trained.loc[trained["val_acc"].idxmax()] if len(trained) else None
     stats = [
         _stat("finished trials", str(len(trials))),

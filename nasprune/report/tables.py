@@ -2,8 +2,9 @@
 
 Everything the figures show is computed here first, so unit tests check these frames and ``--csv`` writes
 them. The study follows the contract in ``docs/design.md``: ``values[0]`` is validation accuracy
-(maximised), ``values[1]`` is MFLOPs (minimised), the budget is a trial constraint (feasible when every
-constraint is <= 0) and each trial's ``user_attrs`` carry cost, schedule, width, SE placement and layers.
+(maximised), ``values[1]`` is MFLOPs (minimised), the budget is a trial constraint and each trial's
+``user_attrs`` carry cost, schedule, width, SE placement and layers. Every trial is read through
+:class:`~nasprune.search.record.TrialRecord`, which also decides feasible, trained and the Pareto front.
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nasprune.errors import NaspruneError
 from nasprune.fsutil import atomic_write_text
+from nasprune.search.record import TrialRecord, objective_names, pareto_front, study_objectives
 
-__all__ = ["ReportTables", "STATUSES", "build_tables", "format_value", "hypervolume_2d", "pareto_mask",
-           "too_few_trials", "trained_study"]
+__all__ = ["ReportTables", "STATUSES", "build_tables", "format_value", "hypervolume_2d", "too_few_trials",
+           "trained_study"]
 
 # Every trial row gets exactly one status; the Pareto figure draws one marker trace per status.
 STATUSES: tuple[str, ...] = ("pareto", "dominated", "over budget", "stopped early")
 
 TRIAL_COLUMNS: tuple[str, ...] = (
-    "number", "state", "status", "feasible", "pareto", "baseline", "val_acc", "mflops", "macs", "params",
+    "number", "state", "status", "feasible", "trained", "pareto", "baseline", "val_acc", "mflops", "macs", "params",
     "latency_ms", "schedule", "width", "se_count", "se_blocks", "downsample_layers", "criterion", "constraint",
 )
 
@@ -103,13 +105,14 @@ def build_tables(study: optuna.Study, *, storage_arg: str | None = None) -> Repo
                             "run or resume 'nasprune search' first")
     budget = study.user_attrs.get("budget_mflops")
     budget = float(budget) if budget is not None else None
-    trials = _trials_frame(finished, study.directions)
+    records = [TrialRecord.from_trial(t) for t in finished]
+    trials = _trials_frame(records, study)
     reference = _reference_mflops(trials, budget)
     pareto = trials[trials["pareto"]].sort_values(["mflops", "number"]).reset_index(drop=True)
     pareto = _pareto_frame(pareto, study.study_name, storage_arg)
     order = {int(n): i for i, n in enumerate(pareto["number"])}
-    pareto_trials = sorted((t for t in finished if t.number in order), key=lambda t: order[t.number])
-    objectives = _objective_names(study)
+    pareto_trials = sorted((r for r in records if r.number in order), key=lambda r: order[r.number])
+    objectives = objective_names(study)
     importance, note = _importance_frame(trained_study(study, trials, objectives), objectives)
     return ReportTables(
         study_name=study.study_name, budget_mflops=budget, objectives=objectives, trials=trials,
@@ -127,65 +130,30 @@ def _state_counts(trials: Sequence[FrozenTrial]) -> dict[TrialState, int]:
     return counts
 
 
-def _objective_names(study: optuna.Study) -> tuple[str, ...]:
-    names = study.user_attrs.get("objectives") or study.metric_names
-    if names and len(names) == len(study.directions):
-        return tuple(str(n) for n in names)
-    return tuple(f"value{i}" for i in range(len(study.directions)))
-
-
-def _feasible(trial: FrozenTrial) -> bool:
-    if trial.constraints:
-        return all(v <= 0.0 for v in trial.constraints.values())
-    return bool(trial.user_attrs.get("feasible", True))
-
-
-def _accuracy(trial: FrozenTrial) -> float:
-    """Recorded validation accuracy; for a pruner-stopped trial its last reported value."""
-    if "val_acc" in trial.user_attrs:
-        return float(trial.user_attrs["val_acc"])
-    if trial.state == TrialState.PRUNED and trial.intermediate_values:
-        return float(trial.intermediate_values[max(trial.intermediate_values)])
-    if trial.state == TrialState.COMPLETE and _feasible(trial):
-        return float(trial.values[0])
-    return math.nan  # over budget: never trained
-
-
-def _mflops(trial: FrozenTrial) -> float:
-    if "mflops" in trial.user_attrs:
-        return float(trial.user_attrs["mflops"])
-    if "macs" in trial.user_attrs:
-        return trial.user_attrs["macs"] / 1e6
-    return float(trial.values[1]) if trial.values and len(trial.values) > 1 else math.nan
-
-
 def _join(values) -> str:
     return " ".join(str(v) for v in values) if values is not None else ""
 
 
-def _trial_row(trial: FrozenTrial) -> dict:
-    attrs = trial.user_attrs
-    se_blocks = attrs.get("se_blocks")
+def _nan(value) -> float:
+    return math.nan if value is None else value
+
+
+def _trial_row(r: TrialRecord) -> dict:
     return {
-        "number": trial.number, "state": trial.state.name, "feasible": _feasible(trial),
-        "baseline": attrs.get("baseline") or "", "val_acc": _accuracy(trial), "mflops": _mflops(trial),
-        "macs": attrs.get("macs", math.nan), "params": attrs.get("params", math.nan),
-        "latency_ms": attrs.get("latency_ms", math.nan), "schedule": attrs.get("schedule", ""),
-        "width": attrs.get("width", math.nan),
-        "se_count": attrs.get("se_count", len(se_blocks) if se_blocks is not None else math.nan),
-        "se_blocks": _join(se_blocks), "downsample_layers": _join(attrs.get("downsample_layers")),
-        "criterion": attrs.get("criterion", ""),
-        "constraint": max(trial.constraints.values()) if trial.constraints else math.nan,
+        "number": r.number, "state": r.state.name, "feasible": r.feasible, "trained": r.trained,
+        "baseline": r.baseline or "", "val_acc": _nan(r.val_acc), "mflops": _nan(r.mflops), "macs": _nan(r.macs),
+        "params": _nan(r.params), "latency_ms": _nan(r.latency_ms), "schedule": r.schedule or "",
+        "width": _nan(r.width), "se_count": _nan(r.se_count), "se_blocks": _join(r.se_blocks),
+        "downsample_layers": _join(r.downsample_layers), "criterion": r.criterion or "",
+        "constraint": _nan(r.constraint),
     }
 
 
-def _trials_frame(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> pd.DataFrame:
-    frame = pd.DataFrame([_trial_row(t) for t in trials], columns=[c for c in TRIAL_COLUMNS
-                                                                   if c not in ("status", "pareto")])
-    candidates = [t for t in trials if t.state == TrialState.COMPLETE and _feasible(t) and t.values]
-    values = np.array([t.values for t in candidates], dtype=float).reshape(len(candidates), len(directions))
-    mask = pareto_mask(values, directions)
-    optimal = {t.number for t, m in zip(candidates, mask, strict=True) if m}
+def _trials_frame(records: Sequence[TrialRecord], study: optuna.Study) -> pd.DataFrame:
+    """One row per record; ``pareto`` is over all of the study's objectives (its ``values``)."""
+    frame = pd.DataFrame([_trial_row(r) for r in records], columns=[c for c in TRIAL_COLUMNS
+                                                                    if c not in ("status", "pareto")])
+    optimal = {r.number for r in pareto_front(records, study_objectives(study))}
     frame["pareto"] = frame["number"].isin(optimal)
     frame["status"] = [_status(row) for row in frame.itertuples()]
     frame = frame.astype({"macs": "Int64", "params": "Int64", "se_count": "Int64"})
@@ -198,22 +166,6 @@ def _status(row) -> str:
     if not row.feasible:
         return "over budget"
     return "stopped early" if row.state == "PRUNED" else "dominated"
-
-
-def pareto_mask(values: np.ndarray, directions: Sequence[StudyDirection]) -> np.ndarray:
-    """``True`` for the rows of ``values`` (trials x objectives) that no other row dominates.
-
-    A row dominates another when it is at least as good in every objective and better in one; equal rows
-    do not dominate each other, so duplicates are all kept.
-    """
-    if len(values) == 0:
-        return np.zeros(0, dtype=bool)
-    signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in directions])
-    loss = values * signs  # everything minimised
-    no_worse = (loss[:, None, :] <= loss[None, :, :]).all(axis=2)
-    better = (loss[:, None, :] < loss[None, :, :]).any(axis=2)
-    dominated = (no_worse & better).any(axis=0)  # [i, j]: i dominates j
-    return ~dominated
 
 
 def format_value(value, spec: str, missing: str = "-") -> str:
@@ -261,8 +213,8 @@ def hypervolume_2d(accuracy: Sequence[float], mflops: Sequence[float], reference
 
 
 def _hypervolume_frame(trials: pd.DataFrame, reference: float) -> pd.DataFrame:
-    """Hypervolume of the feasible completed trials after each finished trial, normalised to [0, 1]."""
-    counted = (trials["state"] == "COMPLETE") & trials["feasible"]
+    """Hypervolume of the trained trials after each finished trial, normalised to [0, 1]."""
+    counted = trials["trained"]
     rows = []
     for i, number in enumerate(trials["number"]):
         seen = trials.iloc[: i + 1][counted.iloc[: i + 1]]
@@ -271,25 +223,25 @@ def _hypervolume_frame(trials: pd.DataFrame, reference: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["number", "hypervolume"])
 
 
-def _layers_frame(pareto_trials: Sequence[FrozenTrial]) -> pd.DataFrame:
+def _layers_frame(pareto_trials: Sequence[TrialRecord]) -> pd.DataFrame:
     rows = []
     for trial in pareto_trials:
-        for position, layer in enumerate(trial.user_attrs.get("layers") or []):
+        for position, layer in enumerate(trial.layers):
             before, after = int(layer["before"]), int(layer["after"])
             rows.append({"number": trial.number, "position": position, "layer": layer["name"],
                          "before": before, "after": after, "kept": after / before if before else math.nan})
     return pd.DataFrame(rows, columns=["number", "position", "layer", "before", "after", "kept"])
 
 
-def _features_frame(pareto_trials: Sequence[FrozenTrial]) -> pd.DataFrame:
+def _features_frame(pareto_trials: Sequence[TrialRecord]) -> pd.DataFrame:
     """Feature-map side per layer: position 0 is the stem, position ``i + 1`` is block ``i``."""
     rows = []
     for trial in pareto_trials:
-        se = set(trial.user_attrs.get("se_blocks") or [])
-        down = set(trial.user_attrs.get("downsample_layers") or [])
-        for position, size in enumerate(trial.user_attrs.get("feature_sizes") or []):
+        se = set(trial.se_blocks or ())
+        down = set(trial.downsample_layers or ())
+        for position, size in enumerate(trial.feature_sizes or ()):
             block = position - 1
-            rows.append({"number": trial.number, "schedule": trial.user_attrs.get("schedule", ""),
+            rows.append({"number": trial.number, "schedule": trial.schedule or "",
                          "position": position, "layer": "stem" if position == 0 else f"block {block}",
                          "size": int(size), "downsample": block in down, "se": block in se})
     return pd.DataFrame(rows, columns=["number", "schedule", "position", "layer", "size", "downsample", "se"])
@@ -297,9 +249,8 @@ def _features_frame(pareto_trials: Sequence[FrozenTrial]) -> pd.DataFrame:
 
 # -- parameter importance -----------------------------------------------------------------------------
 def trained_study(study: optuna.Study, trials: pd.DataFrame, objectives: Sequence[str]) -> optuna.Study:
-    """An in-memory copy of ``study`` with only its completed feasible trials (the trained networks)."""
-    keep = set(trials.loc[(trials["state"] == "COMPLETE") & trials["feasible"] & trials["val_acc"].notna(),
-                          "number"])
+    """An in-memory copy of ``study`` with only its trained trials (``TrialRecord.trained``)."""
+    keep = set(trials.loc[trials["trained"], "number"])
     copy = optuna.create_study(directions=study.directions)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
