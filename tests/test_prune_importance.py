@@ -13,6 +13,7 @@ from nasprune.prune import (
     filter_sparsity,
     global_threshold,
     keep_count,
+    layer_channels,
     prunable_layers,
     select_global,
     select_per_layer,
@@ -46,7 +47,7 @@ EXPECTED = {
 @pytest.mark.parametrize("criterion", list(EXPECTED))
 def test_criteria_by_hand(criterion):
     scores = compute_scores(tiny_model(), criterion)
-    assert list(scores) == [LAYER]
+    assert list(scores) == ["stem", LAYER]  # the block is residual: the stem's path runs through it
     assert scores[LAYER].dtype == torch.float64
     assert scores[LAYER].tolist() == pytest.approx(EXPECTED[criterion])
 
@@ -72,8 +73,39 @@ def test_every_criterion_scores_every_prunable_channel(criterion):
     scores = CRITERIA[criterion](nasprune.build(spec), seed=0)
     assert list(scores) == prunable_layers(spec)
     for layer, s in scores.items():
-        assert s.shape == (spec.blocks[int(layer.split(".")[1])].exp_channels,)
+        assert s.shape == (layer_channels(spec)[layer],)
         assert torch.isfinite(s).all() and (s >= 0).all()
+
+
+def residual_model() -> tuple[torch.nn.Module, list[str]]:
+    """A stage of three 4-channel blocks joined by residual adds: one group of 3 producer convs (random weights)."""
+    blocks = [IRBlockSpec(in_channels=4, exp_channels=8, out_channels=4, stride=2)]
+    blocks += [IRBlockSpec(in_channels=4, exp_channels=8, out_channels=4) for _ in range(2)]
+    model = nasprune.build(ArchSpec(name="res", resolution=8, num_classes=2, stem=StemSpec(out_channels=4),
+                                    blocks=tuple(blocks)))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.normal_()
+    return model, [f"blocks.{i}.conv_pwl" for i in range(3)]
+
+
+@pytest.mark.parametrize("criterion", ["gamma_sparsity", "gamma", "l1", "sparsity"])
+def test_a_group_scores_the_sum_over_its_members(criterion):
+    model, members = residual_model()
+    scores = compute_scores(model, criterion)
+    assert list(scores) == ["stem", "blocks.0.conv_pw", "blocks.0.conv_pwl", "blocks.1.conv_pw", "blocks.2.conv_pw"]
+
+    def member(name: str) -> torch.Tensor:  # the single-conv criteria, by hand
+        weight = model.get_submodule(f"{name}.conv").weight.detach().double()
+        gamma = model.get_submodule(f"{name}.bn").weight.detach().double().abs()
+        return {"gamma_sparsity": gamma * filter_sparsity(weight), "gamma": gamma,
+                "l1": weight.abs().flatten(1).sum(1), "sparsity": filter_sparsity(weight)}[criterion]
+
+    torch.testing.assert_close(scores["blocks.0.conv_pwl"], sum(member(m) for m in members))
+    torch.testing.assert_close(scores["stem"], member("stem"))
+    assert scores["blocks.0.conv_pwl"].shape == (4,)
 
 
 def test_unknown_criterion():

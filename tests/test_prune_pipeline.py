@@ -49,7 +49,7 @@ def test_pipeline_on_synthetic_data():
     assert s["macs_after_train_res"] == nasprune.count(result.child_spec).macs
     assert s["params_after"] < s["params_before"] and s["macs_after"] < s["macs_before"]
     assert [r["name"] for r in s["layers"]] == list(layer_channels(spec))
-    assert sum(r["after"] for r in s["layers"]) == sum(r["before"] for r in s["layers"]) // 2  # 56 -> 28
+    assert sum(r["after"] for r in s["layers"]) == sum(r["before"] for r in s["layers"]) // 2  # 88 -> 44
     json.dumps(s)
 
 
@@ -59,7 +59,7 @@ def test_pipeline_per_layer_and_no_training():
     model = nasprune.build(TINY.replace(resolution=16, num_classes=data.num_classes))
     config = PruneConfig(per_layer={"blocks.1.conv_pw": 0.75}, criterion="l1", floor=1)
     result = run_pipeline(model, data, config)
-    assert [(r["before"], r["after"]) for r in result.to_dict()["layers"]] == [(16, 16), (32, 8), (32, 32)]
+    assert [(r["before"], r["after"]) for r in result.to_dict()["layers"]] == [(8, 8), (16, 16), (32, 8), (32, 32)]
     assert result.val_acc_after == result.val_acc_pruned
 
 
@@ -96,7 +96,8 @@ def test_cli_bad_ratio(capsys, ratio):
 def test_cli_per_layer_unknown_layer_lists_valid_ones(capsys, tmp_path):
     per_layer = _write(tmp_path / "ratios.json", json.dumps({"blocks.0.conv_pw": 0.5}))
     err = _error(capsys, ["prune", "mobilenet_v3_small", "--data", "synthetic", "--per-layer", per_layer])
-    assert "unknown layer 'blocks.0.conv_pw' for mobilenet_v3_small_1: expected one of blocks.1.conv_pw, " in err
+    assert ("unknown layer 'blocks.0.conv_pw' for mobilenet_v3_small_1: expected one of stem, blocks.0.conv_pwl, "
+            "blocks.1.conv_pw, blocks.1.conv_pwl, blocks.2.conv_pw, ") in err
     assert err.endswith("blocks.10.conv_pw")
 
 
@@ -110,10 +111,11 @@ def test_cli_bad_per_layer_file(capsys, tmp_path, content, message):
     assert message in _error(capsys, ["prune", "mobilenet_v3_small", "--data", "synthetic", "--per-layer", per_layer])
 
 
-def test_cli_nothing_prunable(capsys, tmp_path):
+def test_cli_no_expansion_conv_leaves_only_the_stem_path(capsys, tmp_path):
     spec = _write(tmp_path / "spec.json", NO_EXPANSION.to_json())
-    assert "no_expansion has nothing prunable" in _error(capsys, ["prune", spec, "--data", "synthetic",
-                                                                  "--ratio", "0.5"])
+    per_layer = _write(tmp_path / "ratios.json", json.dumps({"blocks.0.conv_pw": 0.5}))
+    err = _error(capsys, ["prune", spec, "--data", "synthetic", "--per-layer", per_layer])
+    assert err.endswith("unknown layer 'blocks.0.conv_pw' for no_expansion: expected one of stem")
 
 
 def test_cli_ratio_and_per_layer_are_exclusive(capsys, tmp_path):
@@ -139,7 +141,7 @@ def test_cli_end_to_end_on_fashion_mnist(capsys, tmp_path):
         assert key in first
     assert first["deploy_resolution"] == 224 and first["train_resolution"] == 32
     assert first["val_acc_after"] > 0.3  # 10 classes, 3 short epochs: clearly above chance
-    assert sum(r["after"] for r in first["layers"]) == 40  # 80 channels, global 50 %
+    assert sum(r["after"] for r in first["layers"]) == 44  # 88 channels (stem included), global 50 %
 
     child = load(out / "pruned.pt")
     saved_spec = ArchSpec.from_json((out / "spec.json").read_text())

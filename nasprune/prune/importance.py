@@ -1,10 +1,12 @@
 """Importance criteria: one score per prunable channel; a higher score means more important.
 
 Every criterion is a small callable ``criterion(model, *, seed=0) -> {layer: scores}`` where ``layer`` runs
-over :func:`~nasprune.prune.groups.prunable_layers` and ``scores`` is a 1-D float64 CPU tensor with one
-entry per output channel of that layer's conv. For layer ``l`` with conv weight ``K_l`` (``N x C x H x W``)
-and BN scale ``gamma`` (Liu & Lei 2022, "A Structured Pruning Method Integrating Characteristics of
-MobileNetV3"):
+over :func:`~nasprune.prune.groups.prunable_layers` (the channel groups) and ``scores`` is a 1-D float64 CPU
+tensor with one entry per channel of the group. A group's score is the **sum of its members' scores**
+(:attr:`~nasprune.prune.groups.ChannelGroup.producers`: one conv for an expansion group or a plain path, the
+stem or first conv plus every residual projection for a stage joined by residual adds). For a member conv
+``l`` with weight ``K_l`` (``N x C x H x W``) and BN scale ``gamma`` (Liu & Lei 2022, "A Structured Pruning
+Method Integrating Characteristics of MobileNetV3"):
 
 * ``gamma_sparsity`` (default): ``m_n = |gamma_n| * S_l(n)``.
 * ``gamma``: ``|gamma_n|`` (Network Slimming, Liu et al. 2017).
@@ -13,7 +15,8 @@ MobileNetV3"):
   whole layer: the fraction of the filter's coefficients at or above the layer's mean magnitude.
 * ``random``: uniform in [0, 1) from a generator seeded with ``seed`` (a control).
 
-Scores of different layers are compared directly by the global threshold, as in the paper.
+Scores of different layers are compared directly by the global threshold, as in the paper; a group of
+``m`` members sums ``m`` scores, so the global threshold tends to keep multi-member (residual) groups.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from nasprune.errors import NaspruneError
-from nasprune.prune.groups import prunable_layers
+from nasprune.prune.groups import channel_groups
 
 __all__ = ["CRITERIA", "DEFAULT_CRITERION", "compute_scores", "filter_sparsity"]
 
@@ -39,15 +42,17 @@ def filter_sparsity(weight: Tensor) -> Tensor:
     return (magnitude >= layer_mean).double().flatten(1).mean(1)
 
 
-def _convs(model: nn.Module) -> dict[str, tuple[nn.Conv2d, nn.BatchNorm2d]]:
-    return {layer: (model.get_submodule(f"{layer}.conv"), model.get_submodule(f"{layer}.bn"))
-            for layer in prunable_layers(model.spec)}
+def _members(model: nn.Module) -> dict[str, list[tuple[nn.Conv2d, nn.BatchNorm2d]]]:
+    """``{group: [(conv, bn) of every producer]}``."""
+    return {layer: [(model.get_submodule(f"{m}.conv"), model.get_submodule(f"{m}.bn")) for m in group.producers]
+            for layer, group in channel_groups(model.spec).items()}
 
 
 def _per_layer(score: Callable[[nn.Conv2d, nn.BatchNorm2d], Tensor]) -> Criterion:
     def criterion(model: nn.Module, *, seed: int = 0) -> dict[str, Tensor]:
         with torch.no_grad():
-            return {layer: score(conv, bn).detach().double().cpu() for layer, (conv, bn) in _convs(model).items()}
+            return {layer: torch.stack([score(conv, bn).detach().double().cpu() for conv, bn in members]).sum(0)
+                    for layer, members in _members(model).items()}
 
     criterion.__doc__ = score.__doc__
     return criterion
@@ -76,8 +81,8 @@ def _gamma_sparsity(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tensor:
 def _random(model: nn.Module, *, seed: int = 0) -> dict[str, Tensor]:
     """Uniform random scores from a generator seeded with ``seed``."""
     generator = torch.Generator().manual_seed(seed)
-    return {layer: torch.rand(conv.out_channels, generator=generator, dtype=torch.float64)
-            for layer, (conv, _) in _convs(model).items()}
+    return {layer: torch.rand(group.channels, generator=generator, dtype=torch.float64)
+            for layer, group in channel_groups(model.spec).items()}
 
 
 CRITERIA: dict[str, Criterion] = {

@@ -22,7 +22,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from nasprune.errors import NaspruneError
-from nasprune.prune.groups import check_layers, require_prunable
+from nasprune.prune.groups import DEFAULT_SE_RATIO, check_layers, check_se_ratio, require_prunable
 from nasprune.prune.importance import CRITERIA, DEFAULT_CRITERION, compute_scores
 from nasprune.prune.selection import DEFAULT_FLOOR, check_ratio, select_global, select_per_layer
 from nasprune.prune.surgery import layer_report, prune_model
@@ -44,6 +44,8 @@ class PruneConfig:
         floor: every layer keeps at least ``min(channels, floor)`` channels.
         multiple: kept counts are rounded up to a multiple of this (capped at the layer's width).
         seed: seed of the ``random`` criterion.
+        se_ratio: an SE whose channels are cut gets the squeeze ``make_divisible(kept * se_ratio, 8)``; ``None``
+            keeps the squeeze widths (see :func:`~nasprune.prune.surgery.prune_model`).
     """
 
     ratio: float = 0.5
@@ -52,9 +54,11 @@ class PruneConfig:
     floor: int = DEFAULT_FLOOR
     multiple: int = 1
     seed: int = 0
+    se_ratio: float | None = DEFAULT_SE_RATIO
 
     def __post_init__(self) -> None:
         check_ratio(self.ratio)
+        check_se_ratio(self.se_ratio)
         if self.criterion not in CRITERIA:
             raise NaspruneError(f"unknown criterion {self.criterion!r}: expected one of {', '.join(CRITERIA)}")
         for name in ("floor", "multiple"):
@@ -84,7 +88,7 @@ def prune_by_config(model: nn.Module, config: PruneConfig) -> tuple[nn.Module, d
         keep = select_per_layer(scores, config.per_layer, floor=config.floor, multiple=config.multiple)
     else:
         keep = select_global(scores, config.ratio, floor=config.floor, multiple=config.multiple)
-    return prune_model(model, keep), keep
+    return prune_model(model, keep, se_ratio=config.se_ratio), keep
 
 
 @dataclass

@@ -26,7 +26,8 @@ from torch import Tensor
 
 from nasprune.errors import NaspruneError
 
-__all__ = ["DEFAULT_FLOOR", "check_ratio", "global_threshold", "keep_count", "select_global", "select_per_layer"]
+__all__ = ["DEFAULT_FLOOR", "check_ratio", "global_threshold", "keep_count", "select_global", "select_per_layer",
+           "top_indices"]
 
 DEFAULT_FLOOR = 8
 _EPS = 1e-9  # so that 0.3 * 10 prunes 3 channels despite floating-point rounding
@@ -59,7 +60,8 @@ def keep_count(channels: int, ratio: float, floor: int = DEFAULT_FLOOR, multiple
     return _apply_floor(channels, channels - pruned, floor, multiple)
 
 
-def _top(scores: Tensor, n: int) -> Tensor:
+def top_indices(scores: Tensor, n: int) -> Tensor:
+    """Indices of the ``n`` highest ``scores`` (ties to the lower index), sorted ascending."""
     order = torch.sort(scores, descending=True, stable=True).indices[:n]
     return torch.sort(order).values
 
@@ -70,8 +72,8 @@ def select_per_layer(scores: Mapping[str, Tensor], ratios: Mapping[str, float], 
     unknown = sorted(set(ratios) - set(scores))
     if unknown:
         raise NaspruneError(f"unknown layer {unknown[0]!r}: expected one of {', '.join(scores)}")
-    return {layer: _top(s, keep_count(len(s), check_ratio(ratios.get(layer, 0.0), f"ratio of {layer}"),
-                                      floor, multiple))
+    return {layer: top_indices(s, keep_count(len(s), check_ratio(ratios.get(layer, 0.0), f"ratio of {layer}"),
+                                             floor, multiple))
             for layer, s in scores.items()}
 
 
@@ -94,5 +96,5 @@ def select_global(scores: Mapping[str, Tensor], ratio: float, *, floor: int = DE
     keep = {}
     for layer, s in scores.items():
         survivors = int((s.double() >= threshold).sum())
-        keep[layer] = _top(s, _apply_floor(len(s), survivors, floor, multiple))
+        keep[layer] = top_indices(s, _apply_floor(len(s), survivors, floor, multiple))
     return keep
