@@ -1,8 +1,18 @@
 """Study recipes: one YAML file that says what to search, on which data, under which budget, and how hard.
 
-The schema (every key optional except where noted) is documented in ``docs/search.md``; command-line flags
-override the file through :meth:`Recipe.override`. The resolved recipe is stored on the study (user attr
-``recipe``), and :meth:`Recipe.parent_key` is the part of it that decides a trained parent's weights.
+The schema is the :class:`Recipe` dataclass itself: its fields, type hints and the constraints declared next to
+them (:mod:`nasprune.schema`) say what each key accepts; ``docs/search.md`` documents it. Command-line flags
+override the file (:func:`parse_recipe`, :meth:`Recipe.override`).
+
+Two forms, one function each way:
+
+* the YAML form (``studies/*.yaml``) -> :func:`parse_recipe` / :func:`load_recipe`;
+* the stored form, the study's user attr ``recipe``: :meth:`Recipe.to_dict` and :meth:`Recipe.from_dict`, with
+  ``Recipe.from_dict(r.to_dict()) == r``. It is the YAML form with the space stored by content (``space``: the
+  space mapping with the overrides applied, ``space_path``: the file it came from), so a rebuilt recipe does not
+  need the space file; plus ``path``, the recipe file. A password in ``storage`` is stored as ``***``.
+
+:meth:`Recipe.parent_key` is the part of a recipe that decides a trained parent's weights.
 """
 
 from __future__ import annotations
@@ -15,85 +25,98 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasprune.errors import NaspruneError
+from nasprune.schema import Lazy, SchemaError, dump, field_keys, invalid, mapping_keys, read, rule
 from nasprune.search.shipped import RECIPES
-from nasprune.search.space import SearchSpace, _bad, check_keys, load_space, read_yaml
+from nasprune.search.space import SearchSpace, load_space, parse_space, read_yaml
 
-__all__ = ["OBJECTIVES", "PRUNERS", "SAMPLERS", "Recipe", "find_recipe", "load_recipe"]
+__all__ = ["OBJECTIVES", "PRUNERS", "SAMPLERS", "PrunerConfig", "Recipe", "find_recipe", "load_recipe",
+           "parse_recipe"]
 
-RECIPE_KEYS = ("study", "space", "space_overrides", "data", "budget_mflops", "deploy_resolution", "objectives",
-               "sampler", "seed", "trials", "storage", "artifacts", "parent", "finetune", "pruner", "latency",
-               "with_baselines")
-DATA_KEYS = ("name", "data_dir", "resolution", "subset", "val_size", "seed")
 # Objective name -> direction. The first two are fixed; a third is optional.
-OBJECTIVES = {"val_acc": "maximize", "mflops": "minimize", "latency_ms": "minimize", "params": "minimize"}
-SAMPLERS = ("tpe", "nsga2", "random")
-PRUNERS = ("none", "median", "successive_halving")
-PRUNER_KEYS = ("name", "warmup_trials", "min_epochs", "reduction")
+OBJECTIVES = {"val_acc": "maximize", "mflops": "minimize", "latency_ms": "minimize", "latency_ort_ms": "minimize",
+              "params": "minimize"}
+FIXED_OBJECTIVES = ("val_acc", "mflops")
+SAMPLERS = ("tpe", "nsga2", "random")  # nasprune.search.runner.make_sampler builds each
+PRUNERS = ("none", "median", "successive_halving")  # "none" and nasprune.search.early_stop.STOP_RULES
 PARENT_MODES = ("shared", "per_trial")
+TRAIN_CONFIG = Lazy("nasprune.train:TrainConfig")
+DATA_CONFIG = Lazy("nasprune.data:DataConfig")
 
 
 @dataclass(frozen=True, kw_only=True)
 class PrunerConfig:
     """Early stopping of fine-tuning on the per-epoch validation accuracy (:mod:`nasprune.search.early_stop`)."""
 
-    name: str = "none"
-    warmup_trials: int = 5   # finished trials at an epoch before anything is stopped there
-    min_epochs: int = 1      # first epoch checked (successive halving: first rung)
-    reduction: int = 3       # successive halving keeps the top 1/reduction at each rung
+    name: str = field(default="none", metadata=rule(choices=PRUNERS))
+    warmup_trials: int = field(default=5, metadata=rule(low=0))  # finished trials at an epoch before any stop
+    min_epochs: int = field(default=1, metadata=rule(low=1))      # first epoch checked (halving: first rung)
+    reduction: int = field(default=3, metadata=rule(low=2))       # halving keeps the top 1/reduction per rung
+
+
+def _objectives_ok(names: tuple[str, ...]) -> bool:
+    fixed = len(FIXED_OBJECTIVES)
+    return names[:fixed] == FIXED_OBJECTIVES and len(names) <= fixed + 1 and all(
+        n in OBJECTIVES and n not in FIXED_OBJECTIVES for n in names[fixed:])
+
+
+def _finetune_probe(values: dict[str, Any]) -> Any:
+    """The fine-tuning's TrainConfig, where 0 epochs is allowed (prune, recalibrate BN, evaluate)."""
+    return TRAIN_CONFIG.value(**({**values, "epochs": 1} if values.get("epochs") == 0 else values))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
-    """A resolved study recipe."""
+    """A resolved study recipe. Each field's key in the YAML and stored forms is its name, or its ``key`` rule."""
 
-    path: str
-    study: str
-    space: SearchSpace
-    data: Mapping[str, Any]
-    budget_mflops: float
-    deploy_resolution: int = 224
-    objectives: tuple[str, ...] = ("val_acc", "mflops")
-    sampler: str = "tpe"
-    seed: int = 0
-    trials: int = 30
-    storage: str | None = None
-    artifacts: str | None = None
-    parent_mode: str = "per_trial"
-    parent_cache: bool = True
-    parent: Mapping[str, Any] = field(default_factory=dict)    # TrainConfig fields for sparse training
-    finetune: Mapping[str, Any] = field(default_factory=dict)  # TrainConfig fields; epochs 0 = BN recalibration
-    pruner: PrunerConfig = field(default_factory=PrunerConfig)
-    latency_runs: int = 20
-    latency_threads: int = 1
+    path: str             # the recipe file (set by the reader)
+    study: str = field(metadata=rule(test=bool, expected="a non-empty string"))
+    space: SearchSpace    # from `space` (a name, a path or a mapping) and `space_overrides`
+    data: Mapping[str, Any] = field(default_factory=dict, metadata=rule(fields=DATA_CONFIG, partial=False))
+    budget_mflops: float = field(metadata=rule(
+        low=0, low_open=True, missing="give it in the recipe or with --budget MFLOPS",
+        expected="a number of MFLOPs > 0 (multiply-adds at the deployment resolution / 1e6)"))
+    deploy_resolution: int = field(default=224, metadata=rule(low=1))
+    objectives: tuple[str, ...] = field(default=FIXED_OBJECTIVES, metadata=rule(test=_objectives_ok, expected=(
+        f"[{', '.join(FIXED_OBJECTIVES)}] plus optionally one of "
+        f"{', '.join(n for n in OBJECTIVES if n not in FIXED_OBJECTIVES)}")))
+    sampler: str = field(default="tpe", metadata=rule(choices=SAMPLERS))
+    seed: int = field(default=0, metadata=rule(low=0))
+    trials: int = field(default=30, metadata=rule(low=1))
+    storage: str | None = None    # default sqlite:///studies/<study>.db
+    artifacts: str | None = None  # default beside the database
+    parent_mode: str = field(default="per_trial", metadata=rule(key="parent.mode", choices=PARENT_MODES))
+    parent_cache: bool = field(default=True, metadata=rule(key="parent.cache"))
+    # TrainConfig fields given for sparse training (the rest of `parent`) and for fine-tuning (epochs 0 = BN
+    # recalibration); unset fields take TrainConfig's defaults, and `seed` the recipe's.
+    parent: Mapping[str, Any] = field(default_factory=dict, metadata=rule(fields=TRAIN_CONFIG))
+    finetune: Mapping[str, Any] = field(default_factory=dict, metadata=rule(fields=TRAIN_CONFIG,
+                                                                            probe=_finetune_probe))
+    pruner: PrunerConfig = field(default_factory=PrunerConfig, metadata=rule(shorthand="name"))
+    latency_runs: int = field(default=20, metadata=rule(key="latency.runs", low=1))
+    latency_threads: int = field(default=1, metadata=rule(key="latency.threads", low=1))
     with_baselines: bool = False
-    raw: Mapping[str, Any] = field(default_factory=dict)
 
     def override(self, **changes: Any) -> Recipe:
-        """A copy with the non-None ``changes`` applied (command-line flags), re-validated."""
+        """A copy with the non-None ``changes`` (field names) applied, re-validated like the file."""
         changes = {k: v for k, v in changes.items() if v is not None}
         if not changes:
             return self
-        recipe = dataclasses.replace(self, **changes)
-        _validate(recipe)
-        return recipe
+        changed = dataclasses.replace(self, **changes)
+        return read(Recipe, dump(changed, exclude=("path", "space")), file=self.path,
+                    given={"path": self.path, "space": changed.space})
 
     # -- derived ------------------------------------------------------------------------------------
     def data_config(self):
-        from nasprune.data import DataConfig
-
-        return DataConfig(**self.data)
+        return DATA_CONFIG.value(**self.data)
 
     def train_config(self, which: str):
         """The :class:`~nasprune.train.TrainConfig` of ``parent`` or ``finetune`` (``epochs`` >= 1)."""
-        from nasprune.train import TrainConfig
-
         fields = dict(self.parent if which == "parent" else self.finetune)
         fields["epochs"] = max(1, fields.get("epochs", 1))
         fields.setdefault("seed", self.seed)
         if which == "finetune":
             fields["sparsity_lambda"] = 0.0
-        return TrainConfig(**fields)
+        return TRAIN_CONFIG.value(**fields)
 
     @property
     def finetune_epochs(self) -> int:
@@ -104,112 +127,107 @@ class Recipe:
         content = {"data": dict(self.data), "parent": self.train_config("parent").to_dict()}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
+    # -- the stored form ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able, as stored on the study."""
-        return {
-            "path": self.path, "study": self.study, "space": self.space.path, "data": dict(self.data),
-            "budget_mflops": self.budget_mflops, "deploy_resolution": self.deploy_resolution,
-            "objectives": list(self.objectives), "sampler": self.sampler, "seed": self.seed, "trials": self.trials,
-            "parent": {"mode": self.parent_mode, "cache": self.parent_cache, **self.parent},
-            "finetune": dict(self.finetune),
-            "pruner": dataclasses.asdict(self.pruner),
-            "latency": {"runs": self.latency_runs, "threads": self.latency_threads},
-            "with_baselines": self.with_baselines,
-        }
+        """JSON-able, as stored on the study (user attr ``recipe``); :meth:`from_dict` rebuilds it."""
+        from nasprune.storage import redact_url
+
+        rest = dump(self, exclude=("path", "study", "space"))
+        if rest["storage"] is not None:
+            rest["storage"] = redact_url(rest["storage"])
+        return {"path": self.path, "study": self.study, "space": self.space.to_dict(), "space_path": self.space.path,
+                **rest}
+
+    @classmethod
+    def from_dict(cls, stored: Any, *, source: str | None = None) -> Recipe:
+        """Inverse of :meth:`to_dict` (a recipe stored before spaces were stored by content reads its space file).
+
+        Args:
+            stored: the stored mapping.
+            source: where it was read from, for messages (default: its ``path``).
+
+        Raises:
+            SchemaError: naming ``source``, the key, the value and what is accepted.
+        """
+        if not isinstance(stored, Mapping):
+            raise invalid(source or "stored recipe", "", stored, "a mapping (Recipe.to_dict())")
+        stored = dict(stored)
+        path, space, space_path = stored.pop("path", None), stored.pop("space", None), stored.pop("space_path", None)
+        label = source or str(path)
+        if not isinstance(path, str):
+            raise invalid(label, "path", path, "a string (the recipe file)")
+        if isinstance(space, Mapping) and isinstance(space_path, str):
+            try:
+                space = parse_space(space, space_path)
+            except SchemaError as exc:
+                raise exc.moved(label, "space.") from None
+        elif isinstance(space, str) and space_path is None:
+            space = load_space(space)
+        else:
+            raise invalid(label, "space", space, "the space as a mapping, with its file in space_path")
+        return read(cls, stored, file=label, given={"path": path, "space": space})
 
 
-def _validate(r: Recipe) -> None:
-    path = r.path
-    budget = r.budget_mflops
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
-        raise _bad(path, "budget_mflops", budget, "a number of MFLOPs > 0 (multiply-adds at the deployment "
-                   "resolution / 1e6)")
-    for key in ("trials", "deploy_resolution", "latency_runs", "latency_threads"):
-        value = getattr(r, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise _bad(path, key, value, "an integer >= 1")
-    if r.sampler not in SAMPLERS:
-        raise _bad(path, "sampler", r.sampler, f"one of {', '.join(SAMPLERS)}")
-    if not isinstance(r.parent_cache, bool):
-        raise _bad(path, "parent.cache", r.parent_cache, "true or false")
-    if r.parent_mode not in PARENT_MODES:
-        raise _bad(path, "parent.mode", r.parent_mode, f"one of {', '.join(PARENT_MODES)}")
-    obj = list(r.objectives)
-    if obj[:2] != ["val_acc", "mflops"] or len(obj) > 3 or (len(obj) == 3 and obj[2] not in ("latency_ms", "params")):
-        raise _bad(path, "objectives", obj, "[val_acc, mflops] plus optionally latency_ms or params")
+RECIPE_KEYS = ("study", "space", "space_overrides",
+               *(k for k in mapping_keys(Recipe) if k not in ("path", "study", "space")))
+OVERRIDE_KEYS = {"data_name": "data.name", "data_dir": "data.data_dir"}  # flags that set a nested key
 
 
-def _parse_train(path, where: str, raw: Any, allow: tuple[str, ...] = ()) -> dict[str, Any]:
-    from nasprune.train import TrainConfig
-
-    names = tuple(f.name for f in dataclasses.fields(TrainConfig)) + allow
-    raw = check_keys(path, where, raw or {}, names)
-    probe = {k: v for k, v in raw.items() if k not in allow}
-    if where == "finetune" and probe.get("epochs") == 0:
-        probe["epochs"] = 1  # 0 fine-tune epochs = prune, recalibrate BN, evaluate
-    try:
-        TrainConfig(**probe)
-    except NaspruneError as exc:
-        raise NaspruneError(f"{path}: {where}.{exc}") from None
-    return raw
+def _set(raw: dict[str, Any], key: str, value: Any) -> None:
+    """``raw[a][b] = value`` for ``key = "a.b"`` (a sub-mapping that is not one is left for the check to report)."""
+    top, _, sub = key.partition(".")
+    if not sub:
+        raw[top] = value
+    elif raw.get(top) is None or isinstance(raw[top], Mapping):
+        raw[top] = {**(raw.get(top) or {}), sub: value}
 
 
-def _parse_pruner(path, raw: Any) -> PrunerConfig:
-    if raw is None or isinstance(raw, str):
-        raw = {"name": raw or "none"}
-    raw = check_keys(path, "pruner", raw, PRUNER_KEYS)
-    if raw.get("name", "none") not in PRUNERS:
-        raise _bad(path, "pruner.name", raw.get("name"), f"one of {', '.join(PRUNERS)}")
-    defaults = PrunerConfig()
-    for key in PRUNER_KEYS[1:]:
-        value = raw.get(key, getattr(defaults, key))
-        minimum = 2 if key == "reduction" else (0 if key == "warmup_trials" else 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise _bad(path, f"pruner.{key}", value, f"an integer >= {minimum}")
-    return PrunerConfig(**raw)
-
-
-def _parse_data(path, raw: Any) -> dict[str, Any]:
-    from nasprune.data import DataConfig
-
-    raw = check_keys(path, "data", raw or {}, DATA_KEYS)
-    data = {**DataConfig().to_dict(), **raw}
-    try:
-        DataConfig(**data)
-    except NaspruneError as exc:
-        raise NaspruneError(f"{path}: data.{exc}") from None
-    return data
+def _recipe_space(file: str, name: Any, overrides: Any) -> SearchSpace:
+    """The recipe's space: a file (by name or path, relative to the recipe or cwd) or a mapping, plus overrides."""
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise invalid(file, "space_overrides", overrides, "a mapping of space keys to their new values")
+    if isinstance(name, Mapping):
+        try:
+            return parse_space({**name, **(overrides or {})}, file)
+        except SchemaError as exc:
+            raise exc.moved(file, "space.") from None
+    if not isinstance(name, (str, Path)) or not str(name):
+        raise invalid(file, "space", name, "the name or path of a space file, or a space mapping")
+    base = Path(file).parent if Path(file).is_file() else None
+    return load_space(name, overrides=overrides, relative_to=base, overrides_file=file)
 
 
 def parse_recipe(raw: Any, path: str | Path, **overrides: Any) -> Recipe:
-    """Validate a recipe mapping; ``overrides`` (non-None) replace file values (``space`` and ``data`` too)."""
-    raw = check_keys(path, "", raw if raw is not None else {}, RECIPE_KEYS)
-    base = Path(path).parent if Path(str(path)).is_file() else None
-    space_name = overrides.pop("space", None) or raw.get("space", "fd_mobilenet")
-    space = load_space(space_name, overrides=raw.get("space_overrides"), relative_to=base)
-    data = dict(raw.get("data") or {})
-    for key, flag in (("name", "data_name"), ("data_dir", "data_dir")):
-        if overrides.get(flag) is not None:
-            data[key] = overrides.pop(flag)
-    overrides.pop("data_name", None), overrides.pop("data_dir", None)
-    parent = dict(raw.get("parent") or {})
-    latency = check_keys(path, "latency", raw.get("latency") or {}, ("runs", "threads"))
-    if "budget_mflops" not in raw and overrides.get("budget_mflops") is None:
-        raise NaspruneError(f"{path}: budget_mflops is missing: give it in the recipe or with --budget MFLOPS")
-    recipe = Recipe(
-        path=str(path), study=str(raw.get("study", Path(str(path)).stem)), space=space,
-        data=_parse_data(path, data), budget_mflops=raw.get("budget_mflops", 0),
-        deploy_resolution=raw.get("deploy_resolution", 224),
-        objectives=tuple(raw.get("objectives", ("val_acc", "mflops"))), sampler=raw.get("sampler", "tpe"),
-        seed=raw.get("seed", 0), trials=raw.get("trials", 30), storage=raw.get("storage"),
-        artifacts=raw.get("artifacts"), parent_mode=parent.pop("mode", "per_trial"),
-        parent_cache=parent.pop("cache", True),
-        parent=_parse_train(path, "parent", parent), finetune=_parse_train(path, "finetune", raw.get("finetune")),
-        pruner=_parse_pruner(path, raw.get("pruner")), latency_runs=latency.get("runs", 20),
-        latency_threads=latency.get("threads", 1), with_baselines=bool(raw.get("with_baselines", False)), raw=raw,
-    )
-    _validate(recipe)
-    return recipe.override(**overrides)
+    """Validate a recipe mapping (the YAML form).
+
+    Args:
+        raw: the mapping, as loaded from YAML.
+        path: the file it came from (messages, relative space paths, the default study name).
+        overrides: command-line values (``None`` = not given): :class:`Recipe` field names, ``space``, and
+            ``data_name`` / ``data_dir``; they replace the file's values before anything is checked.
+
+    Raises:
+        SchemaError: the first unknown key, missing key or bad value, naming the file, the dotted key, the value
+            and what is accepted.
+    """
+    file = str(path)
+    raw = {} if raw is None else raw
+    if not isinstance(raw, Mapping):
+        raise invalid(file, "", raw, f"a mapping with keys among {', '.join(RECIPE_KEYS)}")
+    for key, value in raw.items():
+        if key not in RECIPE_KEYS:
+            raise SchemaError(file, str(key), f"unknown key {key!r} (value {value!r}): expected one of "
+                              f"{', '.join(RECIPE_KEYS)}")
+    raw = dict(raw)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    space = given.pop("space", None) or raw.get("space", "fd_mobilenet")
+    keys = field_keys(Recipe)
+    for name, value in given.items():
+        _set(raw, OVERRIDE_KEYS.get(name) or keys[name], value)
+    space = _recipe_space(file, space, raw.pop("space_overrides", None))
+    raw.pop("space", None)
+    raw.setdefault("study", Path(file).stem)
+    return read(Recipe, raw, file=file, given={"path": file, "space": space})
 
 
 def find_recipe(name_or_path: str | Path | None) -> Path:
