@@ -82,11 +82,13 @@ def _space(tmp_path, change):
 
 @pytest.mark.parametrize("change, expected", [
     (lambda d: d.update(colour="red"), "unknown key 'colour' (value 'red'): expected one of name, family"),
-    (lambda d: d.update(width=[0.5, -1]), "width=-1 is invalid: expected a number in (0, 4]"),
+    (lambda d: d.update(width=[0.5, -1]), "width[1]=-1 is invalid: expected a number in (0, 4]"),
     (lambda d: d.update(family="resnet"), "family='resnet' is invalid: expected one of dws, ir"),
-    (lambda d: d["schedules"]["fast"][0].update(stride=3), "schedules.fast[0].stride=3 is invalid: expected 1 or 2"),
+    (lambda d: d["schedules"]["fast"][0].update(stride=3), "schedules.fast[0].stride=3 is invalid: expected one of "
+                                                           "1, 2"),
     (lambda d: d["schedules"]["fast"][0].update(exp=4), "unknown key 'schedules.fast[0].exp' (value 4)"),
-    (lambda d: d["prune"].update(criteria=["gamma", "magic"]), "prune.criteria='magic' is invalid: expected one of"),
+    (lambda d: d["prune"].update(criteria=["gamma", "magic"]), "prune.criteria[1]='magic' is invalid: expected one "
+                                                               "of gamma_sparsity"),
     (lambda d: d["prune"]["ratio"].update(high=1.5), "prune.ratio.high=1.5 is invalid: expected a number in [0, 0.95]"),
     (lambda d: d["free_placement"].update(base="medium"), "free_placement.base='medium' is invalid: expected one of "
                                                           "fast, slow"),

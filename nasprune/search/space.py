@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import yaml
 
 from nasprune.errors import NaspruneError
+from nasprune.schema import Lazy, SchemaError, dump, invalid, mapping_keys, plain, read, rule
 from nasprune.search.shipped import SPACES
 from nasprune.spec import ACTIVATIONS, KERNELS, ArchSpec, HeadSpec, make_divisible
 from nasprune.zoo import DWSStage, IRStage, dws_network, ir_network
@@ -33,8 +34,6 @@ __all__ = ["Candidate", "Design", "FixedParams", "Row", "SearchSpace", "find_spa
 
 FAMILIES = ("dws", "ir")
 MODES = ("shared", "per_trial")
-SPACE_KEYS = ("name", "family", "stem", "head", "width", "schedules", "free_placement", "se", "prune",
-              "bn_eps", "bn_momentum")
 
 
 class Row(NamedTuple):
@@ -92,32 +91,6 @@ class FixedParams:
         if name in self.params:
             return float(self.params[name])
         return low if self.ratio is None else self.ratio
-
-
-def _bad(path: Path | str, key: str, value: Any, allowed: str) -> NaspruneError:
-    return NaspruneError(f"{path}: {key}={value!r} is invalid: expected {allowed}")
-
-
-def check_keys(path: Path | str, where: str, raw: Any, allowed: Sequence[str]) -> dict:
-    """``raw`` as a dict whose keys are all in ``allowed``; else an error naming the file and the key."""
-    if not isinstance(raw, Mapping):
-        raise _bad(path, where or "file", raw, f"a mapping with keys {', '.join(allowed)}")
-    for key, value in raw.items():
-        if key not in allowed:
-            name = f"{where}.{key}" if where else str(key)
-            raise NaspruneError(f"{path}: unknown key {name!r} (value {value!r}): expected one of "
-                                f"{', '.join(allowed)}")
-    return dict(raw)
-
-
-def _number(path, key, value, low: float, high: float, *, integer: bool = False, low_open: bool = False) -> Any:
-    kinds = (int,) if integer else (int, float)
-    ok = isinstance(value, kinds) and not isinstance(value, bool)
-    ok = ok and (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        what = "an integer" if integer else "a number"
-        raise _bad(path, key, value, f"{what} in {'(' if low_open else '['}{low:g}, {high:g}]")
-    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -265,131 +238,156 @@ def resolve(space: SearchSpace, cand: Candidate, *, mode: str, resolution: int =
     return Design(parent, drop, ratios, child)
 
 
-# -- parsing ------------------------------------------------------------------------------------------
-def _parse_row(path, where: str, raw: Any, family: str) -> Row:
-    keys = ("out", "stride") if family == "dws" else ("out", "stride", "kernel", "exp", "act")
-    raw = check_keys(path, where, raw, keys)
-    if "out" not in raw:
-        raise _bad(path, f"{where}.out", None, "an integer >= 1 (output channels)")
-    out = _number(path, f"{where}.out", raw["out"], 1, 1 << 16, integer=True)
-    stride = raw.get("stride", 1)
-    if stride not in (1, 2):
-        raise _bad(path, f"{where}.stride", stride, "1 or 2")
-    if family == "dws":
-        return Row(out, stride)
-    kernel = raw.get("kernel", 3)
-    if kernel not in KERNELS:
-        raise _bad(path, f"{where}.kernel", kernel, f"one of {KERNELS}")
-    exp = _number(path, f"{where}.exp", raw.get("exp"), 1, 1 << 16, integer=True)
-    act = raw.get("act", "relu")
-    if act not in ACTIVATIONS:
-        raise _bad(path, f"{where}.act", act, f"one of {', '.join(ACTIVATIONS)}")
-    return Row(out, stride, kernel, exp, act)
+# -- parsing: the file schema ------------------------------------------------------------------------
+# What a space file may hold, as typed dataclasses (checked by nasprune.schema); parse_space turns one into a
+# SearchSpace. Keys left out (None) take the family's default from FAMILY_DEFAULTS.
+@dataclass(frozen=True, kw_only=True)
+class StemFile:
+    channels: int | None = field(default=None, metadata=rule(low=1, high=4096))  # 1.0x channels
+    act: str | None = field(default=None, metadata=rule(choices=ACTIVATIONS))
 
 
-def _parse_schedules(path, raw: Any, family: str) -> dict[str, tuple[Row, ...]]:
-    if not isinstance(raw, Mapping) or not raw:
-        raise _bad(path, "schedules", raw, "a mapping of schedule names (e.g. fast, slow) to block lists")
+@dataclass(frozen=True, kw_only=True)
+class HeadFile:
+    """Inverted-residual head: 1x1 conv (``conv_multiplier`` x the last block's channels), pool, hidden linear."""
+
+    conv_multiplier: int = field(default=6, metadata=rule(low=0))
+    conv_act: str = field(default="hswish", metadata=rule(choices=ACTIVATIONS))
+    hidden: int = field(default=1280, metadata=rule(low=0))
+    hidden_act: str = field(default="hswish", metadata=rule(choices=ACTIVATIONS))
+    dropout: float = field(default=0.2, metadata=rule(low=0, high=1, high_open=True))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DWSRow:
+    """A depthwise-separable block of a schedule table."""
+
+    out: int = field(metadata=rule(low=1, high=1 << 16))
+    stride: int = field(default=1, metadata=rule(choices=(1, 2)))
+
+    def row(self) -> Row:
+        return Row(self.out, self.stride)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IRRow(DWSRow):
+    """An inverted-residual (bneck) block of a schedule table."""
+
+    kernel: int = field(default=3, metadata=rule(choices=KERNELS))
+    exp: int = field(metadata=rule(low=1, high=1 << 16))
+    act: str = field(default="relu", metadata=rule(choices=ACTIVATIONS))
+
+    def row(self) -> Row:
+        return Row(self.out, self.stride, self.kernel, self.exp, self.act)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FreePlacementFile:
+    base: str
+    windows: tuple[tuple[int, int], ...] = field(metadata=rule(min_items=1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SEFile:
+    blocks: Literal["all"] | tuple[int, ...] = field(default="all", metadata=rule(low=0))
+    ratio: float = field(default=0.25, metadata=rule(low=0, high=1, low_open=True))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RatioFile:
+    low: float = field(default=0.0, metadata=rule(low=0, high=0.95))
+    high: float = field(default=0.5, metadata=rule(low=0, high=0.95))
+    step: float = field(default=0.1, metadata=rule(low=0, high=1, low_open=True))
+
+    def __post_init__(self) -> None:
+        if self.high < self.low:
+            raise NaspruneError(f"high={self.high!r} is invalid: expected a number in [{self.low:g}, 0.95] (>= low)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PruneFile:
+    ratio: RatioFile = field(default_factory=RatioFile)
+    criteria: tuple[str, ...] = field(default=("gamma_sparsity",), metadata=rule(
+        choices=Lazy("nasprune.prune.importance:CRITERIA"), one_or_many=True, min_items=1))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpaceFile:
+    """A search space file (``docs/search.md``)."""
+
+    name: str | None = None  # default: the file name
+    family: str = field(default="dws", metadata=rule(choices=FAMILIES))
+    stem: StemFile = field(default_factory=StemFile)
+    head: HeadFile = field(default_factory=HeadFile)  # ir only
+    width: tuple[float, ...] = field(default=(1.0,), metadata=rule(low=0, high=4, low_open=True, one_or_many=True,
+                                                                   min_items=1))
+    schedules: Mapping[str, tuple[Mapping[str, Any], ...]] = field(metadata=rule(
+        expected="a mapping of schedule names (e.g. fast, slow) to lists of blocks"))
+    free_placement: FreePlacementFile | None = None
+    se: SEFile = field(default_factory=SEFile)
+    prune: PruneFile = field(default_factory=PruneFile)
+    bn_eps: float | None = field(default=None, metadata=rule(low=0, high=1, low_open=True))
+    bn_momentum: float | None = field(default=None, metadata=rule(low=0, high=1, low_open=True))
+
+
+# family -> the schema of its schedule rows, and the defaults of the keys a file leaves out
+ROW_SCHEMAS: dict[str, type[DWSRow]] = {"dws": DWSRow, "ir": IRRow}
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dws": {"stem_channels": 32, "stem_act": "relu", "bn_eps": 1e-5, "bn_momentum": 0.1},
+    "ir": {"stem_channels": 16, "stem_act": "hswish", "bn_eps": 1e-3, "bn_momentum": 0.01},
+}
+SPACE_KEYS = mapping_keys(SpaceFile)
+
+
+def _schedules(path, f: SpaceFile) -> dict[str, tuple[Row, ...]]:
+    if not f.schedules:
+        raise invalid(path, "schedules", {}, "a mapping of schedule names (e.g. fast, slow) to lists of blocks")
     out = {}
-    for name, rows in raw.items():
-        if name == "custom" or not isinstance(name, str):
-            raise _bad(path, "schedules", name, "names other than 'custom' (reserved for free_placement)")
-        if not isinstance(rows, list) or not rows:
-            raise _bad(path, f"schedules.{name}", rows, "a non-empty list of blocks")
-        out[name] = tuple(_parse_row(path, f"schedules.{name}[{i}]", r, family) for i, r in enumerate(rows))
+    for name, rows in f.schedules.items():
+        if name == "custom":
+            raise invalid(path, "schedules", name, "names other than 'custom' (reserved for free_placement)")
+        if not rows:
+            raise invalid(path, f"schedules.{name}", [], "a non-empty list of blocks")
+        out[name] = tuple(read(ROW_SCHEMAS[f.family], r, file=path, where=f"schedules.{name}[{i}]").row()
+                          for i, r in enumerate(rows))
     return out
 
 
-def _parse_free(path, raw: Any, schedules: Mapping[str, tuple[Row, ...]]) -> FreePlacement | None:
-    if raw is None or raw is False:
+def _free(path, f: FreePlacementFile | None, schedules: Mapping[str, tuple[Row, ...]]) -> FreePlacement | None:
+    if f is None:
         return None
-    raw = check_keys(path, "free_placement", raw, ("base", "windows"))
-    base = raw.get("base")
-    if base not in schedules:
-        raise _bad(path, "free_placement.base", base, f"one of {', '.join(schedules)}")
-    n = len(schedules[base])
-    windows = raw.get("windows")
-    if not isinstance(windows, list) or not windows:
-        raise _bad(path, "free_placement.windows", windows, "a non-empty list of [low, high] block indices")
-    parsed, last = [], -1
-    for k, w in enumerate(windows):
-        ok = (isinstance(w, list) and len(w) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in w)
-              and 0 <= w[0] <= w[1] < n)
-        if not ok:
-            raise _bad(path, f"free_placement.windows[{k}]", w, f"[low, high] with 0 <= low <= high < {n}")
-        last = max(w[1], last + 1)
+    if f.base not in schedules:
+        raise invalid(path, "free_placement.base", f.base, f"one of {', '.join(schedules)}")
+    n, last = len(schedules[f.base]), -1
+    for k, (lo, hi) in enumerate(f.windows):
+        where = f"free_placement.windows[{k}]"
+        if not 0 <= lo <= hi < n:
+            raise invalid(path, where, [lo, hi], f"[low, high] with 0 <= low <= high < {n}")
+        last = max(hi, last + 1)
         if last >= n:
-            raise _bad(path, f"free_placement.windows[{k}]", w, f"windows leaving room for one stride-2 block "
-                       f"each within the {n} blocks of {base!r}")
-        parsed.append((w[0], w[1]))
-    return FreePlacement(base=base, windows=tuple(parsed))
-
-
-def _parse_se(path, raw: Any) -> tuple[str | tuple[int, ...], float]:
-    raw = check_keys(path, "se", raw if raw is not None else {}, ("blocks", "ratio"))
-    blocks = raw.get("blocks", "all")
-    if blocks != "all":
-        if not isinstance(blocks, list) or not all(isinstance(b, int) and not isinstance(b, bool) and b >= 0
-                                                   for b in blocks):
-            raise _bad(path, "se.blocks", blocks, "'all' or a list of block indices (may be empty)")
-        blocks = tuple(sorted(set(blocks)))
-    ratio = _number(path, "se.ratio", raw.get("ratio", 0.25), 0, 1, low_open=True)
-    return blocks, float(ratio)
-
-
-def _parse_prune(path, raw: Any) -> tuple[float, float, float, tuple[str, ...]]:
-    from nasprune.prune import CRITERIA
-
-    raw = check_keys(path, "prune", raw if raw is not None else {}, ("ratio", "criteria"))
-    ratio = check_keys(path, "prune.ratio", raw.get("ratio", {}), ("low", "high", "step"))
-    low = float(_number(path, "prune.ratio.low", ratio.get("low", 0.0), 0, 0.95))
-    high = float(_number(path, "prune.ratio.high", ratio.get("high", 0.5), low, 0.95))
-    step = float(_number(path, "prune.ratio.step", ratio.get("step", 0.1), 0, 1, low_open=True))
-    criteria = raw.get("criteria", ["gamma_sparsity"])
-    if isinstance(criteria, str):
-        criteria = [criteria]
-    if not isinstance(criteria, list) or not criteria:
-        raise _bad(path, "prune.criteria", criteria, f"a non-empty list from {', '.join(CRITERIA)}")
-    for c in criteria:
-        if c not in CRITERIA:
-            raise _bad(path, "prune.criteria", c, f"one of {', '.join(CRITERIA)}")
-    return low, high, step, tuple(criteria)
-
-
-def _parse_widths(path, raw: Any) -> tuple[float, ...]:
-    raw = [raw] if isinstance(raw, (int, float)) and not isinstance(raw, bool) else raw
-    if not isinstance(raw, list) or not raw:
-        raise _bad(path, "width", raw, "a non-empty list of width multipliers in (0, 4]")
-    return tuple(sorted({float(_number(path, "width", w, 0, 4, low_open=True)) for w in raw}))
+            raise invalid(path, where, [lo, hi], f"windows leaving room for one stride-2 block each within the "
+                          f"{n} blocks of {f.base!r}")
+    return FreePlacement(base=f.base, windows=f.windows)
 
 
 def parse_space(data: Any, path: str | Path = "<space>") -> SearchSpace:
-    """Validate a space mapping (as loaded from YAML); every error names ``path``, the key and the value."""
-    data = check_keys(path, "", data, SPACE_KEYS)
-    family = data.get("family", "dws")
-    if family not in FAMILIES:
-        raise _bad(path, "family", family, f"one of {', '.join(FAMILIES)}")
-    stem = check_keys(path, "stem", data.get("stem", {}), ("channels", "act"))
-    head = check_keys(path, "head", data.get("head", {}) or {},
-                      ("conv_multiplier", "conv_act", "hidden", "hidden_act", "dropout"))
-    schedules = _parse_schedules(path, data.get("schedules"), family)
-    se_blocks, se_ratio = _parse_se(path, data.get("se"))
-    low, high, step, criteria = _parse_prune(path, data.get("prune"))
-    stem_act = stem.get("act", "relu" if family == "dws" else "hswish")
-    if stem_act not in ACTIVATIONS:
-        raise _bad(path, "stem.act", stem_act, f"one of {', '.join(ACTIVATIONS)}")
+    """Validate a space mapping (as loaded from YAML) against :class:`SpaceFile`.
+
+    Raises:
+        SchemaError: naming ``path``, the dotted key, the value and what is accepted.
+    """
+    f = read(SpaceFile, data, file=path)
+    defaults = FAMILY_DEFAULTS[f.family]
+    schedules = _schedules(path, f)
+    blocks = f.se.blocks if f.se.blocks == "all" else tuple(sorted(set(f.se.blocks)))
     space = SearchSpace(
-        name=str(data.get("name", Path(str(path)).stem)), family=family, path=str(path),
-        stem_channels=_number(path, "stem.channels", stem.get("channels", 32 if family == "dws" else 16), 1, 4096,
-                              integer=True),
-        stem_act=stem_act, head=head, widths=_parse_widths(path, data.get("width", [1.0])), schedules=schedules,
-        free=_parse_free(path, data.get("free_placement"), schedules), se_blocks=se_blocks, se_ratio=se_ratio,
-        ratio_low=low, ratio_high=high, ratio_step=step, criteria=criteria,
-        bn_eps=float(_number(path, "bn_eps", data.get("bn_eps", 1e-5 if family == "dws" else 1e-3), 0, 1,
-                             low_open=True)),
-        bn_momentum=float(_number(path, "bn_momentum", data.get("bn_momentum", 0.1 if family == "dws" else 0.01),
-                                  0, 1, low_open=True)),
-        raw=data,
+        name=f.name if f.name is not None else Path(str(path)).stem, family=f.family, path=str(path),
+        stem_channels=f.stem.channels or defaults["stem_channels"], stem_act=f.stem.act or defaults["stem_act"],
+        head=dump(f.head), widths=tuple(sorted(set(f.width))), schedules=schedules,
+        free=_free(path, f.free_placement, schedules), se_blocks=blocks, se_ratio=f.se.ratio,
+        ratio_low=f.prune.ratio.low, ratio_high=f.prune.ratio.high, ratio_step=f.prune.ratio.step,
+        criteria=f.prune.criteria, bn_eps=defaults["bn_eps"] if f.bn_eps is None else f.bn_eps,
+        bn_momentum=defaults["bn_momentum"] if f.bn_momentum is None else f.bn_momentum, raw=plain(data),
     )
     _check_builds(space)
     return space
@@ -425,10 +423,27 @@ def read_yaml(path: Path) -> Any:
 
 
 def load_space(name_or_path: str | Path, *, overrides: Mapping[str, Any] | None = None,
-               relative_to: Path | None = None) -> SearchSpace:
-    """Read, override (top-level keys replaced) and validate a space file."""
+               relative_to: Path | None = None, overrides_file: str | Path | None = None) -> SearchSpace:
+    """Read, override (top-level keys replaced) and validate a space file.
+
+    An error in an overridden key names ``overrides_file`` (the recipe that gave it) and the key
+    ``space_overrides.<key>``; any other error names the space file.
+    """
     path = find_space(name_or_path, relative_to=relative_to)
     data = read_yaml(path)
-    if overrides:
-        data = {**check_keys(path, "", data, SPACE_KEYS), **overrides}
-    return parse_space(data, path)
+    if not overrides:
+        return parse_space(data, path)
+    where = str(overrides_file or path)
+    if not isinstance(data, Mapping):
+        raise invalid(path, "", data, f"a mapping with keys among {', '.join(SPACE_KEYS)}")
+    for key, value in overrides.items():
+        if key not in SPACE_KEYS:
+            name = f"space_overrides.{key}"
+            raise SchemaError(where, name, f"unknown key {name!r} (value {value!r}): expected one of "
+                              f"{', '.join(SPACE_KEYS)}")
+    try:
+        return parse_space({**data, **overrides}, path)
+    except SchemaError as exc:
+        if exc.key.partition(".")[0].partition("[")[0] in overrides:
+            raise exc.moved(where, "space_overrides.") from None
+        raise
