@@ -8,7 +8,8 @@ import yaml
 from nasprune.cost import count
 from nasprune.errors import NaspruneError
 from nasprune.prune import keep_count, layer_channels, prunable_layers
-from nasprune.search.space import FixedParams, load_space, parse_space, resolve
+from nasprune.search.space import FixedParams, load_space, parse_space, ratio_param, resolve
+from nasprune.spec import make_divisible
 from nasprune.zoo import fd_mobilenet, mobilenet_v1, mobilenet_v3_large
 
 SHAPE = dict(in_channels=1, num_classes=10)
@@ -33,8 +34,12 @@ def test_v3_slow_with_its_se_is_mobilenet_v3_large():
     se = {f"se_{i}": i in (3, 4, 5, 10, 11, 12, 13, 14) for i in range(15)}
     cand = space.sample(FixedParams({"schedule": "slow", "width": 1.0, **se}))
     assert resolve(space, cand, mode="per_trial", num_classes=1000).parent.hash == mobilenet_v3_large().hash
-    # pruning cuts expansion channels only: block 0 has none (exp == in)
-    assert [k.split(".")[1] for k in cand.ratios] == [str(i) for i in range(1, 15)]
+    # every channel group: the expansions (block 0 has none: exp == in), the stem's path (through the residual
+    # block 0) and the path of every stage, one group per stage of residual blocks
+    assert [ratio_param(k) for k in cand.ratios] == [
+        "ratio_stem", "ratio_1", "ratio_res1", "ratio_2", "ratio_3", "ratio_res3", "ratio_4", "ratio_5", "ratio_6",
+        "ratio_res6", "ratio_7", "ratio_8", "ratio_9", "ratio_10", "ratio_res10", "ratio_11", "ratio_12",
+        "ratio_res12", "ratio_13", "ratio_14"]
 
 
 def test_sample_draws_every_dimension(fd):
@@ -43,7 +48,7 @@ def test_sample_draws_every_dimension(fd):
     cand = fd.sample(FixedParams(params))
     assert cand.downsample == (1, 2, 5, 6)  # the clash at 1 moves the second stride right
     assert cand.se_blocks == (2, 12) and cand.criterion == "l1" and cand.width == 0.5
-    assert cand.ratios["blocks.3.conv_pw"] == 0.4 and len(cand.ratios) == 13
+    assert cand.ratios["blocks.3.conv_pw"] == 0.4 and len(cand.ratios) == 14  # the stem and 13 block outputs
     child = resolve(fd, cand, mode="per_trial", **SHAPE).child
     assert child.downsample_layers() == [1, 2, 5, 6] and child.se_count == 2
 
@@ -62,7 +67,22 @@ def test_shared_mode_turns_width_into_pruning_of_the_widest_parent(fd):
     assert design.drop_se == tuple(i for i in range(11) if i != 4)
     before, after = layer_channels(design.parent), layer_channels(design.child)
     assert after == {k: keep_count(n, 1 - 0.5 * 0.8) for k, n in before.items()}
-    assert design.child.se_count == 1 and design.child.stem.out_channels == 32  # the stem keeps the widest width
+    assert design.child.se_count == 1 and design.child.stem.out_channels == keep_count(32, 0.6)  # the stem too
+    kept = design.child.blocks[4].in_channels  # SE on block 4: its squeeze follows the kept channels
+    assert design.child.blocks[4].se_channels == make_divisible(kept * 0.25) < design.parent.blocks[4].se_channels
+
+
+def test_v3_smallest_child_fits_12_mflops():
+    """Every channel group prunable: the V3 space's smallest child (width 0.35, every ratio 0.6, shared parents)
+    is below 12 MFLOPs at 224 (it was 14.5 while the stem and the residual paths kept their width)."""
+    space = load_space("mobilenet_v3")
+    costs = []
+    for schedule in ("slow", "fast"):
+        cand = space.sample(FixedParams({"schedule": schedule, "width": 0.35}, ratio=0.6))
+        child = resolve(space, cand, mode="shared", **SHAPE).child
+        assert child.stem.out_channels == keep_count(16, 1 - 0.35 * 0.4)
+        costs.append(count(child, layers=False).macs / 1e6)
+    assert min(costs) < 12
 
 
 def test_smallest_cost_is_below_every_sample(fd):

@@ -134,7 +134,7 @@ class Objective:
         trial.set_user_attr("parent_seconds", time.perf_counter() - t0)
         model = strip_se(parent, design.drop_se)
         keep = select_per_layer(compute_scores(model, cand.criterion, seed=self.recipe.seed), design.ratios)
-        child = prune_model(model, keep)
+        child = prune_model(model, keep, se_ratio=self.recipe.space.se_ratio)  # as resolve() counted it
         if child.spec.hash != design.child.hash:  # the counted network must be the trained one
             raise RuntimeError(f"pruned network {child.spec.hash} differs from the counted child {design.child.hash}")
         t1 = time.perf_counter()

@@ -20,7 +20,7 @@ from typing import Any
 
 from nasprune.errors import NaspruneError
 from nasprune.search.recipe import OBJECTIVES, Recipe
-from nasprune.search.space import FixedParams, resolve
+from nasprune.search.space import FixedParams, ratio_param, resolve
 from nasprune.threads import torch_threads
 
 __all__ = ["RunOptions", "artifacts_dir_for", "enqueue_baselines", "finished_count", "make_sampler", "open_study",
@@ -198,7 +198,7 @@ def enqueue_baselines(study, recipe: Recipe, shape: tuple[int, int]) -> list[str
             if design.child.hash != zoo.hash or not fits or name in done:
                 continue
             full = {**params, "criterion": space.criteria[0], **{f"se_{i}": i in se for i in range(len(
-                design.parent.blocks))}, **{f"ratio_{k.split('.')[1]}": 0.0 for k in cand.ratios}}
+                design.parent.blocks))}, **{ratio_param(k): 0.0 for k in cand.ratios}}
             study.enqueue_trial(full, user_attrs={"baseline": name}, skip_if_exists=True)
             names.append(name)
     return names

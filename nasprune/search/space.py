@@ -30,7 +30,8 @@ from nasprune.search.shipped import SPACES
 from nasprune.spec import ACTIVATIONS, KERNELS, ArchSpec, HeadSpec, make_divisible
 from nasprune.zoo import DWSStage, IRStage, dws_network, ir_network
 
-__all__ = ["Candidate", "Design", "FixedParams", "Row", "SearchSpace", "find_space", "load_space", "resolve"]
+__all__ = ["Candidate", "Design", "FixedParams", "Row", "SearchSpace", "find_space", "load_space", "ratio_param",
+           "resolve"]
 
 FAMILIES = ("dws", "ir")
 MODES = ("shared", "per_trial")
@@ -160,11 +161,9 @@ class SearchSpace:
         n_blocks = len(self.rows(schedule, downsample))
         se_blocks = tuple(i for i in self.se_allowed(n_blocks) if source.suggest_categorical(f"se_{i}", [False, True]))
         parent = self.network(schedule, downsample, max(self.widths), self.se_allowed(n_blocks))
-        ratios = {}
-        for layer in _prunable(parent):
-            block = layer.split(".")[1]
-            ratios[layer] = source.suggest_float(f"ratio_{block}", self.ratio_low, self.ratio_high,
-                                                 step=self.ratio_step)
+        ratios = {layer: source.suggest_float(ratio_param(layer), self.ratio_low, self.ratio_high,
+                                              step=self.ratio_step)
+                  for layer in _prunable(parent)}
         criterion = source.suggest_categorical("criterion", list(self.criteria))
         return Candidate(schedule, downsample, width, se_blocks, ratios, criterion)
 
@@ -187,18 +186,46 @@ class SearchSpace:
         head = HeadSpec(conv_channels=h["conv_multiplier"] * make_divisible(rows[-1].out * width),
                         conv_act=h["conv_act"], hidden_features=hidden,
                         hidden_act=h["hidden_act"], dropout=h["dropout"])
-        return ir_network(name, stages, width=width, stem_channels=self.stem_channels, stem_act=self.stem_act,
+        spec = ir_network(name, stages, width=width, stem_channels=self.stem_channels, stem_act=self.stem_act,
                           head=head, resolution=resolution, num_classes=num_classes, in_channels=in_channels,
                           bn_eps=self.bn_eps, bn_momentum=self.bn_momentum)
+        return _squeezed(spec, self.se_ratio)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.raw)
+
+
+def _squeezed(spec: ArchSpec, se_ratio: float) -> ArchSpec:
+    """``spec`` with the space's SE squeeze, ``make_divisible(exp * se.ratio, 8)`` (``ir_network`` uses
+    ``make_divisible(exp / 4, 8)``: the same for ``se.ratio: 0.25``, since every ``exp`` is a multiple of 8)."""
+    from nasprune.prune.groups import squeeze_channels
+
+    return spec.replace(blocks=tuple(
+        dataclasses.replace(b, se_channels=squeeze_channels(b.dw_channels, se_ratio)) if b.has_se else b
+        for b in spec.blocks))
 
 
 def _prunable(spec: ArchSpec) -> list[str]:
     from nasprune.prune import prunable_layers
 
     return prunable_layers(spec)
+
+
+RATIO_PARAM_PREFIX = {"conv_pw": "", "conv_pwl": "res"}  # by the conv that names the group
+
+
+def ratio_param(layer: str) -> str:
+    """The trial parameter holding a prunable layer's ratio (stable names, listed in ``docs/search.md``).
+
+    ``stem`` -> ``ratio_stem`` (the stem's output path); ``blocks.<i>.conv_pw`` -> ``ratio_<i>`` (block ``i``'s
+    expansion channels, or a depthwise-separable block's output path); ``blocks.<i>.conv_pwl`` -> ``ratio_res<i>``
+    (the path that starts at inverted-residual block ``i``'s output and runs through every residual block after
+    it: one group, see :mod:`nasprune.prune.groups`).
+    """
+    if layer == "stem":
+        return "ratio_stem"
+    _, block, conv = layer.split(".")
+    return f"ratio_{RATIO_PARAM_PREFIX[conv]}{block}"
 
 
 def drop_se(spec: ArchSpec, blocks: Sequence[int]) -> ArchSpec:
@@ -217,7 +244,9 @@ def resolve(space: SearchSpace, cand: Candidate, *, mode: str, resolution: int =
     sampled ratios. ``shared``: the parent is the largest network of the schedule (widest, SE wherever the
     space allows it), shared by every trial of that schedule; the candidate's SE choice drops the other SE
     modules and its width becomes extra pruning: layer ``l`` keeps ``(width / max_width) * (1 - ratio_l)``
-    of the parent's channels. The stem is not prunable, so it keeps the widest width in this mode.
+    of the parent's channels, for every channel group (the stem and the residual paths too). SE squeezes over
+    cut channels follow the kept channels (``make_divisible(kept * se.ratio, 8)``). The child is
+    :func:`~nasprune.prune.surgery.child_spec` of the ratios: a pure function of them.
     """
     from nasprune.prune import child_spec
 
@@ -234,7 +263,7 @@ def resolve(space: SearchSpace, cand: Candidate, *, mode: str, resolution: int =
         drop = tuple(i for i in allowed if i not in cand.se_blocks)
         scale = cand.width / max(space.widths)
         ratios = {k: 1.0 - scale * (1.0 - v) for k, v in cand.ratios.items()}
-    child = child_spec(drop_se(parent, drop), ratios)
+    child = child_spec(drop_se(parent, drop), ratios, se_ratio=space.se_ratio)
     return Design(parent, drop, ratios, child)
 
 
