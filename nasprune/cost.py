@@ -19,7 +19,7 @@ import logging
 import math
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +32,8 @@ from nasprune.spec import ArchSpec
 from nasprune.threads import torch_threads
 
 __all__ = [
-    "Cost", "LayerCost", "Latency", "closed_form_macs", "count", "count_model", "count_module", "flop_counter_macs",
-    "measure_latency",
+    "LATENCY_RUNTIMES", "Cost", "LayerCost", "Latency", "closed_form_macs", "count", "count_model", "count_module",
+    "flop_counter_macs", "measure_latency", "measure_latency_ort", "time_calls",
 ]
 
 # fvcore operator names whose count is a multiply-add of a conv or linear layer.
@@ -256,61 +256,102 @@ def _device_of(model: nn.Module) -> torch.device:
 
 @dataclass(frozen=True)
 class Latency:
-    """CPU latency of one forward pass at batch 1, in milliseconds, over ``runs`` timed runs."""
+    """CPU latency of one forward pass at batch 1, in milliseconds, over ``runs`` timed runs.
+
+    ``runtime`` is a key of :data:`LATENCY_RUNTIMES`: ``pytorch`` (eager) or ``onnxruntime``.
+    """
 
     median_ms: float
     p90_ms: float
     threads: int
     runs: int
     device: str = "cpu"
+    runtime: str = "pytorch"
 
 
-_LATENCY_CACHE: dict[tuple[str, int, int, int], Latency] = {}
+def time_calls(call: Callable[[], object], *, runs: int, warmup: int) -> list[float]:
+    """Sorted wall times (ms) of ``runs`` calls of ``call`` after ``warmup`` untimed ones.
+
+    The one timing loop behind every latency figure (PyTorch here, onnxruntime in :mod:`nasprune.export`).
+    """
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return sorted(times)
+
+
+def _time_pytorch(model: nn.Module, spec: ArchSpec, *, runs: int, warmup: int, threads: int) -> list[float]:
+    """Eager forward passes under ``inference_mode`` with ``threads`` torch intra-op threads."""
+    x = torch.randn(1, spec.in_channels, spec.resolution, spec.resolution)
+    with _eval_mode(model), torch_threads(threads), torch.inference_mode():
+        return time_calls(lambda: model(x), runs=runs, warmup=warmup)
+
+
+# torch.onnx exporter for the onnxruntime figure: the TorchScript-based one takes well under a second for a
+# search child, the torch.export-based one (``nasprune export``'s default) seconds; both give opset 20.
+ORT_LATENCY_EXPORTER = "legacy"
+
+
+def _time_onnxruntime(model: nn.Module, spec: ArchSpec, *, runs: int, warmup: int, threads: int) -> list[float]:
+    """The network exported to ONNX (a temporary file), run by onnxruntime's CPU provider with ``threads``
+    intra-op threads (``intra_op_num_threads``; one inter-op thread)."""
+    from nasprune.export._onnx import onnx_session, ort_timings
+
+    with _eval_mode(model):
+        session = onnx_session(model, spec, threads=threads, exporter=ORT_LATENCY_EXPORTER)
+    return ort_timings(session, spec.in_channels, spec.resolution, runs=runs, warmup=warmup)
+
+
+# The runtimes a latency can be measured in: name -> timer(model, spec, runs=, warmup=, threads=) -> sorted ms.
+LATENCY_RUNTIMES: dict[str, Callable[..., list[float]]] = {
+    "pytorch": _time_pytorch,
+    "onnxruntime": _time_onnxruntime,
+}
+
+_LATENCY_CACHE: dict[tuple[str, str, int, int, int], Latency] = {}
 
 
 def measure_latency(spec_or_model: ArchSpec | nn.Module, *, spec: ArchSpec | None = None, runs: int = 30,
-                    warmup: int = 5, threads: int | None = None) -> Latency:
-    """Median CPU latency of one forward pass at batch 1 (eval mode, ``inference_mode``).
+                    warmup: int = 5, threads: int | None = None, runtime: str = "pytorch") -> Latency:
+    """Median CPU latency of one forward pass at batch 1 (eval mode), in PyTorch or onnxruntime.
 
     Args:
-        spec_or_model: a spec (built with fresh weights; the result is cached by hash, resolution, threads
-            and runs) or a model (timed as given, never cached; a model on another device is timed on a CPU
-            copy, and its training mode is restored).
+        spec_or_model: a spec (built with fresh weights; the result is cached by runtime, hash, resolution,
+            threads and runs) or a model (timed as given, never cached; a model on another device is timed on a
+            CPU copy, and its training mode is restored).
         spec: the input shape for a model without ``model.spec``.
         runs: timed runs after ``warmup`` untimed ones.
-        threads: torch intra-op threads for the measurement (default ``torch.get_num_threads()``); recorded.
+        threads: intra-op threads for the measurement (default ``torch.get_num_threads()``); recorded.
+        runtime: a key of :data:`LATENCY_RUNTIMES`; ``onnxruntime`` exports the network to ONNX first (about
+            half a second for a search child, not timed).
     """
     if runs < 1 or warmup < 0:
         raise ValueError(f"runs={runs}, warmup={warmup} are invalid: expected runs >= 1 and warmup >= 0")
+    if runtime not in LATENCY_RUNTIMES:
+        raise ValueError(f"runtime={runtime!r} is invalid: expected one of {', '.join(LATENCY_RUNTIMES)}")
     from_spec = isinstance(spec_or_model, ArchSpec)
     model = None if from_spec else spec_or_model
     spec = spec_or_model if from_spec else (spec or model.spec)
     threads = threads or torch.get_num_threads()
-    key = (spec.hash, threads, runs, warmup)
+    key = (runtime, spec.hash, threads, runs, warmup)
     if from_spec and key in _LATENCY_CACHE:
         return _LATENCY_CACHE[key]
     if from_spec:
         model = build(spec)
     elif _device_of(model).type != "cpu":
         model = copy.deepcopy(model).cpu()
-    x = torch.randn(1, spec.in_channels, spec.resolution, spec.resolution)
-    with _eval_mode(model):
-        times = _time_forward(model, x, runs=runs, warmup=warmup, threads=threads)
+    times = LATENCY_RUNTIMES[runtime](model, spec, runs=runs, warmup=warmup, threads=threads)
     result = Latency(median_ms=statistics.median(times), p90_ms=times[math.ceil(0.9 * len(times)) - 1],
-                     threads=threads, runs=runs)
+                     threads=threads, runs=runs, runtime=runtime)
     if from_spec:
         _LATENCY_CACHE[key] = result
     return result
 
 
-def _time_forward(model: nn.Module, x: torch.Tensor, *, runs: int, warmup: int, threads: int) -> list[float]:
-    """Sorted wall times (ms) of ``runs`` forward passes, with ``threads`` torch threads."""
-    times = []
-    with torch_threads(threads), torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            model(x)
-            times.append((time.perf_counter() - t0) * 1e3)
-    return sorted(times)
+def measure_latency_ort(spec_or_model: ArchSpec | nn.Module, **kwargs: Any) -> Latency:
+    """:func:`measure_latency` in onnxruntime, the runtime edge deployments use (same arguments, same loop)."""
+    return measure_latency(spec_or_model, runtime="onnxruntime", **kwargs)

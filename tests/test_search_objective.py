@@ -73,6 +73,8 @@ def test_counted_child_is_the_trained_child(tmp_path, fit_calls, mode):
     for t in study.trials:
         a = t.user_attrs
         assert t.state.name == "COMPLETE" and a["feasible"] and 0 <= a["val_acc"] <= 1 and a["latency_ms"] > 0
+        assert a["latency_ort_ms"] > 0 and 0 < a["latency_ort_seconds"] < t.user_attrs["seconds"]
+        assert "latency_ort_error" not in a
         path = tmp_path / "child.pt"
         optuna.artifacts.download_artifact(artifact_store=optuna.artifacts.FileSystemArtifactStore(str(tmp_path)),
                                            artifact_id=a["artifact_id"], file_path=str(path))
@@ -85,6 +87,47 @@ def test_counted_child_is_the_trained_child(tmp_path, fit_calls, mode):
         assert a["downsample_layers"] == [0, 1, 3, 5] and len(a["feature_sizes"]) == 12
         assert a["layers"][4]["after"] < a["layers"][4]["before"]
     assert [t.user_attrs["parent_cached"] for t in study.trials] == [False, True]
+
+
+@pytest.mark.parametrize(("third", "expected"), [(None, (0.5, 10.0)), ("latency_ms", (0.5, 10.0, 2.0)),
+                                               ("latency_ort_ms", (0.5, 10.0, 0.7)), ("params", (0.5, 10.0, 1234.0))])
+def test_values_return_the_recipes_third_objective(tmp_path, third, expected):
+    objectives = ["val_acc", "mflops"] + ([third] if third else [])
+    objective = Objective(parse_recipe({**RECIPE, "objectives": objectives}, "r.yaml"), tmp_path)
+    assert objective._values(0.5, 10.0, 1234, 2.0, 0.7) == expected
+
+
+def test_over_budget_trials_have_infinite_onnxruntime_latency(tmp_path, fit_calls):
+    recipe = parse_recipe({**RECIPE, "objectives": ["val_acc", "mflops", "latency_ort_ms"]}, "r.yaml")
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    study.enqueue_trial(_params(0.5, 0.0, "slow"))
+    study.optimize(Objective(recipe, tmp_path), n_trials=1)
+    t = study.trials[0]
+    assert fit_calls == [] and t.values == [0.0, t.user_attrs["mflops"], float("inf")]
+    assert "latency_ort_ms" not in t.user_attrs
+
+
+@pytest.mark.parametrize("as_objective", [False, True])
+def test_a_failed_onnx_export_is_recorded_unless_it_is_the_objective(tmp_path, monkeypatch, as_objective):
+    import math
+
+    import nasprune.cost
+    from nasprune.errors import NaspruneError
+
+    def refuse(*args, **kwargs):
+        raise NaspruneError("ONNX export (legacy) of 'x' failed: RuntimeError: no")
+
+    monkeypatch.setattr(nasprune.cost, "measure_latency_ort", refuse)
+    objectives = ["val_acc", "mflops"] + (["latency_ort_ms"] if as_objective else [])
+    objective = Objective(parse_recipe({**RECIPE, "objectives": objectives}, "r.yaml"), tmp_path)
+    trial = _study().ask()
+    child = nasprune.build(nasprune.fd_mobilenet(0.25, resolution=32, in_channels=1, num_classes=4))
+    if as_objective:
+        with pytest.raises(NaspruneError, match="ONNX export"):
+            objective._latency_ort(trial, child)
+        return
+    assert math.isnan(objective._latency_ort(trial, child))
+    assert trial.user_attrs == {"latency_ort_error": "ONNX export (legacy) of 'x' failed: RuntimeError: no"}
 
 
 def test_strip_se_keeps_every_other_weight():

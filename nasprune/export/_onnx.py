@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import statistics
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,9 +17,10 @@ if TYPE_CHECKING:
     import torch
 
     from nasprune.builder import NasNet
+    from nasprune.spec import ArchSpec
 
 __all__ = ["INPUT_NAME", "ONNX_EXPORTERS", "OUTPUT_NAME", "OnnxCheck", "compare_onnx", "export_onnx", "onnx_opset",
-           "ort_latency", "ort_session"]
+           "onnx_session", "ort_latency", "ort_session", "ort_timings"]
 
 INPUT_NAME = "input"  # N x C x H x W, float32, normalised like the training data
 OUTPUT_NAME = "logits"  # N x classes
@@ -73,11 +73,15 @@ def export_onnx(model: NasNet, path: Path, resolution: int, exporter: str = "dyn
     Raises:
         NaspruneError: an unknown ``exporter`` or a failed export (one line).
     """
+    _export(model, path, model.spec.in_channels, resolution, exporter, model.spec.name)
+
+
+def _export(model: torch.nn.Module, path: Path, in_channels: int, resolution: int, exporter: str, name: str) -> None:
     import torch
 
     if exporter not in ONNX_EXPORTERS:
         raise NaspruneError(f"ONNX exporter {exporter!r} is invalid: expected one of {', '.join(ONNX_EXPORTERS)}")
-    example = torch.zeros(2, model.spec.in_channels, resolution, resolution)
+    example = torch.zeros(2, in_channels, resolution, resolution)
     logger = logging.getLogger("torch.onnx")
     level = logger.level
     logger.setLevel(logging.ERROR)  # "torchvision is not installed" notices
@@ -87,7 +91,7 @@ def export_onnx(model: NasNet, path: Path, resolution: int, exporter: str = "dyn
             ONNX_EXPORTERS[exporter](model.eval(), example, path)
         except Exception as exc:  # the exporters raise many kinds; a user can only report it
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise NaspruneError(f"ONNX export ({exporter}) of {model.spec.name!r} failed: "
+            raise NaspruneError(f"ONNX export ({exporter}) of {name!r} failed: "
                                 f"{type(exc).__name__}: {first}") from None
         finally:
             logger.setLevel(level)
@@ -110,6 +114,21 @@ def ort_session(path: Path, threads: int | None = None) -> onnxruntime.Inference
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_session(model: torch.nn.Module, spec: ArchSpec, *, threads: int | None = None,
+                 exporter: str = "legacy") -> onnxruntime.InferenceSession:
+    """``model`` (eval mode; inputs shaped like ``spec``) exported to a temporary ONNX file, in a session.
+
+    The file is removed once the session has loaded it. For measurements: :func:`nasprune.cost.measure_latency`
+    with ``runtime="onnxruntime"``.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="nasprune-onnx-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        _export(model, path, spec.in_channels, spec.resolution, exporter, spec.name)
+        return ort_session(path, threads)
 
 
 def _random_input(model: NasNet, batch: int, resolution: int, seed: int) -> torch.Tensor:
@@ -141,18 +160,19 @@ def compare_onnx(model: NasNet, session: onnxruntime.InferenceSession, shapes: S
     return checks
 
 
-def ort_latency(session: onnxruntime.InferenceSession, in_channels: int, resolution: int, *, runs: int = 30,
-                warmup: int = 5) -> float:
-    """Median milliseconds of one onnxruntime forward pass at batch 1 (as ``measure_latency`` for PyTorch)."""
+def ort_timings(session: onnxruntime.InferenceSession, in_channels: int, resolution: int, *, runs: int = 30,
+                warmup: int = 5) -> list[float]:
+    """Sorted milliseconds of ``runs`` onnxruntime forward passes at batch 1 (the loop of ``measure_latency``)."""
     import numpy as np
+
+    from nasprune.cost import time_calls
 
     x = np.random.default_rng(0).standard_normal((1, in_channels, resolution, resolution), dtype=np.float32)
     feed = {INPUT_NAME: x}
-    for _ in range(warmup):
-        session.run([OUTPUT_NAME], feed)
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        session.run([OUTPUT_NAME], feed)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return time_calls(lambda: session.run([OUTPUT_NAME], feed), runs=runs, warmup=warmup)
+
+
+def ort_latency(session: onnxruntime.InferenceSession, in_channels: int, resolution: int, *, runs: int = 30,
+                warmup: int = 5) -> float:
+    """Median milliseconds of one onnxruntime forward pass at batch 1 (as ``measure_latency`` for PyTorch)."""
+    return statistics.median(ort_timings(session, in_channels, resolution, runs=runs, warmup=warmup))

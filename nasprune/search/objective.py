@@ -8,8 +8,8 @@ Order of work in :meth:`Objective.__call__`:
 3. over budget: return at once, nothing trained (values ``(0.0, mflops[, inf or params])``);
 4. within budget: get the trained parent (:class:`~nasprune.search.parents.ParentCache`), drop the SE modules the
    trial did not choose, prune it per layer with the trial's criterion, fine-tune (per-epoch accuracy recorded,
-   early stop by :mod:`nasprune.search.early_stop`), measure accuracy, params and CPU latency, and upload the
-   child's checkpoint to the study's artifact store.
+   early stop by :mod:`nasprune.search.early_stop`), measure accuracy, params and CPU latency (PyTorch and
+   onnxruntime), and upload the child's checkpoint to the study's artifact store.
 
 The user attributes written are the ``docs/design.md`` table (plus the extras listed in ``docs/search.md``).
 """
@@ -105,17 +105,19 @@ class Objective:
         trial.set_user_attr("feasible", over <= 0)
         if over > 0:
             trial.set_user_attr("seconds", time.perf_counter() - start)
-            return self._values(0.0, mflops, cost.params, math.inf)
+            return self._values(0.0, mflops, cost.params, math.inf, math.inf)
         child, val_acc = self._train_child(trial, cand, design)
         latency = self._latency(child)
+        latency_ort = self._latency_ort(trial, child)
         trial.set_user_attr("val_acc", val_acc)
         trial.set_user_attr("latency_ms", latency)
         trial.set_user_attr("artifact_id", self._upload(trial, child, val_acc, mflops))
         trial.set_user_attr("seconds", time.perf_counter() - start)
-        return self._values(val_acc, mflops, cost.params, latency)
+        return self._values(val_acc, mflops, cost.params, latency, latency_ort)
 
-    def _values(self, acc: float, mflops: float, params: int, latency: float) -> tuple[float, ...]:
-        third = {"latency_ms": latency, "params": float(params)}
+    def _values(self, acc: float, mflops: float, params: int, latency: float,
+                latency_ort: float) -> tuple[float, ...]:
+        third = {"latency_ms": latency, "latency_ort_ms": latency_ort, "params": float(params)}
         return (acc, mflops, *(third[name] for name in self.recipe.objectives[2:]))
 
     # -- training ---------------------------------------------------------------------------------
@@ -180,6 +182,28 @@ class Objective:
 
         lat = measure_latency(child, spec=child.spec, runs=self.recipe.latency_runs,
                               threads=self.recipe.latency_threads)
+        return float(lat.median_ms)
+
+    def _latency_ort(self, trial, child) -> float:
+        """onnxruntime latency (ms), recorded as ``latency_ort_ms`` with what measuring it took.
+
+        A network the ONNX exporter refuses fails the trial only where ``latency_ort_ms`` is an objective;
+        otherwise the error is recorded as ``latency_ort_error`` and the figure is NaN.
+        """
+        from nasprune.cost import measure_latency_ort
+        from nasprune.errors import NaspruneError
+
+        t0 = time.perf_counter()
+        try:
+            lat = measure_latency_ort(child, spec=child.spec, runs=self.recipe.latency_runs,
+                                      threads=self.recipe.latency_threads)
+        except NaspruneError as exc:
+            if "latency_ort_ms" in self.recipe.objectives:
+                raise
+            trial.set_user_attr("latency_ort_error", str(exc))
+            return math.nan
+        trial.set_user_attr("latency_ort_ms", float(lat.median_ms))
+        trial.set_user_attr("latency_ort_seconds", time.perf_counter() - t0)
         return float(lat.median_ms)
 
     def _upload(self, trial, child, val_acc: float, mflops: float) -> str:
