@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from nasprune.builder import NasNet, build
+from nasprune.cost import check_memory
 from nasprune.errors import NaspruneError
 from nasprune.fsutil import atomic_save
 from nasprune.spec import ArchSpec, SpecError
@@ -73,10 +74,8 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                             "or save_checkpoint")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile,
-            io.UnsupportedOperation) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NaspruneError(f"checkpoint {str(path)!r} is corrupt or not a torch file: {first}") from None
+    except Exception as exc:  # unpickling arbitrary bytes raises anything (KeyError: 101, IndexError, ...)
+        raise _unreadable(path, exc) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise NaspruneError(f"{str(path)!r} is not a nasprune checkpoint: expected a dict with "
                             f"format={CHECKPOINT_FORMAT!r}")
@@ -87,6 +86,48 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if missing:
         raise NaspruneError(f"checkpoint {str(path)!r} is missing {', '.join(missing)}")
     return payload
+
+
+def _is_text(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+        head.decode("utf-8")
+    except (OSError, UnicodeDecodeError):  # a multi-byte character cut at 4096 reads as binary: harmless
+        return False
+    return b"\x00" not in head
+
+
+def _unreadable(path: Path, exc: Exception) -> NaspruneError:
+    """Our one line for a file ``torch.load(weights_only=True)`` refused, without torch's advice to unpickle it."""
+    expected = "expected a .pt file written by nasprune (train, prune, search or export)"
+    if _is_text(path):
+        return NaspruneError(f"{str(path)!r} is a text file, not a nasprune checkpoint: {expected}")
+    if isinstance(exc, pickle.UnpicklingError) and "Unsupported global" in str(exc):
+        return NaspruneError(f"{str(path)!r} is not a nasprune checkpoint: it holds objects other than tensors and "
+                             f"plain data, which nasprune never writes: {expected}")
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if isinstance(exc, (OSError, RuntimeError, EOFError, zipfile.BadZipFile, io.UnsupportedOperation)):
+        return NaspruneError(f"checkpoint {str(path)!r} is corrupt or truncated: {first}: {expected}")
+    return NaspruneError(f"checkpoint {str(path)!r} is corrupt or not a torch file ({type(exc).__name__} while "
+                         f"unpickling): {expected}")
+
+
+def _weights_mismatch(model: nn.Module, state: Mapping) -> str | None:
+    """The first key of ``state`` that does not fit ``model`` (missing, unexpected or another shape), or None."""
+    expected = model.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            return f"{key} is missing from the file"
+        value = state[key]
+        if not isinstance(value, torch.Tensor):
+            return f"{key} is a {type(value).__name__} in the file, not a tensor"
+        if tuple(value.shape) != tuple(tensor.shape):
+            return (f"{key} has shape {tuple(value.shape)} in the file, the spec needs "
+                    f"{tuple(tensor.shape)}")
+    unexpected = [k for k in state if k not in expected]
+    return f"{unexpected[0]} is in the file but not in the spec" if unexpected else None
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> NasNet:
@@ -102,11 +143,16 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> NasNet:
         spec = ArchSpec.from_dict(payload["spec"])
     except (SpecError, TypeError) as exc:
         raise NaspruneError(f"checkpoint {str(path)!r} holds an invalid spec: {exc}") from None
+    check_memory(spec)  # a forged spec with a billion channels: refused before build allocates it
     model = build(spec)
+    state = payload["state_dict"]
+    mismatch = _weights_mismatch(model, state) if isinstance(state, Mapping) else "state_dict is not a dict"
+    if mismatch:
+        raise NaspruneError(f"checkpoint {str(path)!r}: weights do not match its spec: {mismatch}")
     try:
-        model.load_state_dict(payload["state_dict"], strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # what the key and shape check above cannot see
+        first = str(exc).strip().splitlines()[-1].strip()
         raise NaspruneError(f"checkpoint {str(path)!r}: weights do not match its spec: {first}") from None
     model.to(map_location)
     model.metadata = payload["metadata"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -32,8 +33,9 @@ from nasprune.spec import ArchSpec
 from nasprune.threads import torch_threads
 
 __all__ = [
-    "LATENCY_RUNTIMES", "Cost", "LayerCost", "Latency", "closed_form_macs", "count", "count_model", "count_module",
-    "flop_counter_macs", "measure_latency", "measure_latency_ort", "time_calls",
+    "LATENCY_RUNTIMES", "MEMORY_LIMIT_FRACTION", "Cost", "LayerCost", "Latency", "MemoryEstimate", "check_memory",
+    "closed_form_macs", "count", "count_model", "count_module", "estimate_memory", "flop_counter_macs",
+    "measure_latency", "measure_latency_ort", "physical_memory_bytes", "time_calls",
 ]
 
 # fvcore operator names whose count is a multiply-add of a conv or linear layer.
@@ -234,6 +236,107 @@ def closed_form_macs(spec: ArchSpec) -> int:
         macs += channels * head.hidden_features
         channels = head.hidden_features
     return macs + channels * spec.num_classes
+
+
+# -- memory: refuse a network too large to build or run, before anything is allocated ---------------------------
+FLOAT32_BYTES = 4
+# A network whose batch-1 estimate needs more than this share of the machine's physical RAM is refused.
+MEMORY_LIMIT_FRACTION = 0.5
+FALLBACK_RAM_BYTES = 8 * 2**30  # physical RAM assumed where the OS does not say
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """A lower bound of what one forward pass of a spec at batch 1 needs in float32, by formula (nothing built).
+
+    Attributes:
+        params: parameters, BN's weight and bias included (exactly ``count(spec).params``).
+        activation: elements of the largest tensor of the forward pass at batch 1, the input image included
+            (an inverted residual's expansion is counted at its input side, before the stride).
+    """
+
+    params: int
+    activation: int
+
+    @property
+    def bytes(self) -> int:
+        """``4 * (params + activation)``: weights plus the largest activation, float32."""
+        return FLOAT32_BYTES * (self.params + self.activation)
+
+
+def _conv_bn(cin: int, cout: int, kernel: int = 1, groups: int = 1) -> int:
+    return cin // groups * cout * kernel ** 2 + 2 * cout  # bias-free conv, BN weight and bias
+
+
+def _block_params(block) -> int:
+    dw = block.dw_channels
+    params = _conv_bn(dw, dw, block.kernel_size, groups=dw) + _conv_bn(dw, block.out_channels)
+    if getattr(block, "expand", False):  # only inverted residual blocks have an expansion conv
+        params += _conv_bn(block.in_channels, dw)
+    if block.se_channels:  # two 1x1 convs with bias
+        params += 2 * dw * block.se_channels + block.se_channels + dw
+    return params
+
+
+def estimate_memory(spec: ArchSpec, resolution: int | None = None) -> MemoryEstimate:
+    """Parameters and the largest activation of ``spec`` at ``resolution`` (default its own), by formula.
+
+    Cheap for any size (plain integers), so a spec with a billion channels can be refused before
+    :func:`nasprune.build` tries to allocate it; :func:`check_memory` is the refusal.
+    """
+    sizes = spec.feature_sizes(resolution)
+    params = _conv_bn(spec.in_channels, spec.stem.out_channels, spec.stem.kernel_size)
+    largest = max(spec.in_channels * (resolution or spec.resolution) ** 2, spec.stem.out_channels * sizes[0] ** 2)
+    for block, size_in, size in zip(spec.blocks, sizes, sizes[1:], strict=False):
+        params += _block_params(block)
+        expanded = block.dw_channels * size_in ** 2 if getattr(block, "expand", False) else 0
+        largest = max(largest, expanded, block.dw_channels * size ** 2, block.out_channels * size ** 2)
+    channels, head = spec.out_channels, spec.head
+    if head.conv_channels:
+        params += _conv_bn(channels, head.conv_channels)
+        largest = max(largest, head.conv_channels * sizes[-1] ** 2)
+        channels = head.conv_channels
+    if head.hidden_features:
+        params += (channels + 1) * head.hidden_features
+        channels = head.hidden_features
+    return MemoryEstimate(params=params + (channels + 1) * spec.num_classes, activation=largest)
+
+
+def physical_memory_bytes() -> int:
+    """This machine's physical RAM (``sysconf``), or :data:`FALLBACK_RAM_BYTES` where it is not known."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return FALLBACK_RAM_BYTES
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:,.1f} GiB"
+
+
+def check_memory(spec: ArchSpec, resolution: int | None = None) -> MemoryEstimate:
+    """Refuse ``spec`` if its :func:`estimate_memory` exceeds :data:`MEMORY_LIMIT_FRACTION` of physical RAM.
+
+    Returns:
+        The estimate, when it fits.
+
+    Raises:
+        NaspruneError: naming the network, the memory it would need and the limit.
+    """
+    from nasprune.errors import NaspruneError
+
+    estimate = estimate_memory(spec, resolution)
+    ram = physical_memory_bytes()
+    limit = int(MEMORY_LIMIT_FRACTION * ram)
+    if estimate.bytes > limit:
+        r = resolution or spec.resolution
+        raise NaspruneError(
+            f"network {spec.name!r} at {r}x{r}x{spec.in_channels} is too large: it needs about "
+            f"{_gib(estimate.bytes)} ({estimate.params:,} parameters and a largest activation of "
+            f"{estimate.activation:,} values at batch 1, float32), more than the limit of {_gib(limit)} "
+            f"({MEMORY_LIMIT_FRACTION:.0%} of this machine's {_gib(ram)} of RAM): expected a smaller width, "
+            "resolution or channel counts")
+    return estimate
 
 
 def flop_counter_macs(model: nn.Module, spec: ArchSpec) -> int:

@@ -5,29 +5,54 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 from nasprune.errors import NaspruneError
 from nasprune.spec import ArchSpec, SpecError
 
-__all__ = ["add_model_args", "positive_float", "positive_int", "print_json", "resolve_model_spec", "spec_from_file"]
+__all__ = ["add_model_args", "check_output_dir", "check_output_file", "int_between", "nonnegative_float",
+           "nonnegative_int", "positive_float", "positive_int", "print_json", "resolve_model_spec", "seed_int",
+           "spec_from_file", "threads_int"]
+
+SEED_MAX = 2**32 - 1  # numpy's RandomState (inside Optuna's samplers) takes seeds in [0, 2**32 - 1]
 
 
-def _int_at_least(minimum: int):
+def int_between(minimum: int, maximum: int | None = None, note: str = ""):
+    """An argparse ``type``: an integer in ``[minimum, maximum]`` (no upper bound with ``maximum=None``)."""
+    expected = f"an integer >= {minimum}" if maximum is None else f"an integer in [{minimum}, {maximum}]{note}"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer: expected an integer >= {minimum}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is invalid: expected an integer >= {minimum}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer: expected {expected}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"{value} is invalid: expected {expected}")
         return value
 
     return parse
 
 
-positive_int = _int_at_least(1)
-nonnegative_int = _int_at_least(0)
+positive_int = int_between(1)
+nonnegative_int = int_between(0)
+seed_int = int_between(0, SEED_MAX)
+
+
+def threads_int(text: str) -> int:
+    """Torch threads: 1 up to this machine's logical CPUs (more only oversubscribe; a huge count hangs torch)."""
+    cpus = os.cpu_count() or 1
+    return int_between(1, cpus, note=" (this machine's CPUs)")(text)
+
+
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number: expected a number >= 0") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is invalid: expected a finite number >= 0")
+    return value
 
 
 def positive_float(text: str) -> float:
@@ -88,3 +113,54 @@ def resolve_model_spec(model: str, *, width: float | None = None, resolution: in
 
 def print_json(obj) -> None:
     print(json.dumps(obj, indent=2))
+
+
+# -- output locations: checked before any work starts, so nothing finished is lost at the end ----------------------
+def _writable_ancestor(path: Path, start: Path, flag: str) -> None:
+    """The nearest existing one of ``start`` and its ancestors must be a writable directory (the rest is created)."""
+    ancestor = next((p for p in (start, *start.parents) if p.exists()), Path("."))
+    if not ancestor.is_dir():
+        raise NaspruneError(f"{flag} {str(path)!r} cannot be created: {str(ancestor)!r} is a file, not a directory: "
+                            "expected a path under a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise NaspruneError(f"{flag} {str(path)!r} cannot be written: directory {str(ancestor)!r} is not writable "
+                            "by this user: expected a location you can write to")
+
+
+def check_output_dir(path: str | Path, flag: str, files: tuple[str, ...] = ()) -> Path:
+    """Refuse an output directory that cannot be created or written (before training, not after it).
+
+    Args:
+        path: the directory to be (it may exist; missing parents are created later).
+        flag: the option that named it, for the message (e.g. ``"--out"``).
+        files: names of the files the command writes into it; none may be a directory already.
+
+    Raises:
+        NaspruneError: ``path`` is a file, lies under a file, is not writable, or holds a directory where one of
+            ``files`` goes.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NaspruneError(f"{flag} {str(path)!r} is a file: expected a directory (existing or to be created)")
+    for name in files:
+        if (path / name).is_dir():
+            raise NaspruneError(f"{flag} {str(path)!r} holds a directory {name!r} where the file {name} is to be "
+                                "written: expected a directory without it")
+    _writable_ancestor(path, path if path.is_dir() else path.parent, flag)
+    return path
+
+
+def check_output_file(path: str | Path, flag: str, expected: str = "a file path") -> Path:
+    """Refuse an output file that is a directory, lies under a file or cannot be written (before any work).
+
+    ``expected`` describes the file in the message (e.g. ``"an HTML file path"``).
+
+    Raises:
+        NaspruneError: naming ``flag``, the path and what is wrong.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise NaspruneError(f"{flag} {str(path)!r} is a directory: expected {expected}")
+    _writable_ancestor(path, path.parent, flag)
+    return path
+

@@ -20,8 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     spec = resolve_model_spec(args.model, width=args.width, resolution=args.resolution, classes=args.classes,
                               in_channels=args.in_channels)
-    from nasprune.cost import count, measure_latency  # torch: only once the input is known to be good
+    from nasprune.cost import check_memory, count, measure_latency  # torch: only once the input is known to be good
 
+    check_memory(spec)
     cost = count(spec)
     result = {
         "name": spec.name, "hash": spec.hash, "resolution": spec.resolution, "in_channels": spec.in_channels,

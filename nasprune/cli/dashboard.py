@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nasprune.cli.common import nonnegative_int
+from nasprune.cli.common import int_between, nonnegative_int
 from nasprune.cli.report import add_study_args
 
 HELP = "serve a study's report live on 127.0.0.1, re-reading the storage on every refresh"
@@ -13,7 +13,8 @@ HELP = "serve a study's report live on 127.0.0.1, re-reading the storage on ever
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dashboard", help=HELP, description=HELP)
     add_study_args(p)
-    p.add_argument("--port", type=nonnegative_int, default=8050, help="TCP port (default 8050; 0: any free port)")
+    p.add_argument("--port", type=int_between(0, 65535, note=" (0: any free port)"), default=8050,
+                   help="TCP port (default 8050; 0: any free port)")
     p.add_argument("--host", default="127.0.0.1",
                    help="interface to listen on (default 127.0.0.1; the page has no authentication)")
     p.add_argument("--refresh", type=nonnegative_int, default=10, metavar="SECONDS",

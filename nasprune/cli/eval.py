@@ -39,12 +39,15 @@ def _data_config(args: argparse.Namespace, model):
 
 def run(args: argparse.Namespace) -> int:
     from nasprune.checkpoint import load
+    from nasprune.cost import check_memory
     from nasprune.data import load_data
     from nasprune.train import evaluate, resolve_device
 
     device = resolve_device(args.device)
     model = load(args.checkpoint)
-    data = load_data(_data_config(args, model))
+    config = _data_config(args, model)
+    check_memory(model.spec.replace(resolution=config.resolution))  # too small (SpecError) or too large: now
+    data = load_data(config)
     spec = model.spec
     if (spec.in_channels, spec.num_classes) != (data.in_channels, data.num_classes):
         raise NaspruneError(f"checkpoint {args.checkpoint!r} expects {spec.in_channels}-channel input and "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nasprune.cli.common import positive_float, positive_int
+from nasprune.cli.common import check_output_dir, positive_float, threads_int
 
 HELP = "export a trial of a study: arch.json, model.pt, model.ts, model.onnx (checked) and MODEL_CARD.md"
 FORMAT_NAMES = "json,pt,torchscript,onnx"
@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="artifact store directory holding the checkpoints (default: the study's artifacts_dir)")
     p.add_argument("--latency-runs", type=_runs, default=30, metavar="N",
                    help="timed forward passes per latency figure in the card (0: skip; default 30)")
-    p.add_argument("--latency-threads", type=positive_int, default=None, metavar="N",
+    p.add_argument("--latency-threads", type=threads_int, default=None, metavar="N",
                    help="CPU threads for the card's latency (default: the recipe's, as the search measured)")
     p.add_argument("--tolerance", type=_tolerance, default=None, metavar="RTOL[,ATOL]",
                    help="accepted difference between each exported file's outputs and PyTorch's, "
@@ -67,6 +67,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from nasprune.export import ExportConfig, Tolerance, export, parse_formats
 
+    if args.out:
+        check_output_dir(args.out, "--out")
     config = ExportConfig(study=args.study, storage=args.storage, trial=args.trial, budget_mflops=args.budget,
                           formats=parse_formats(args.format), out=args.out, force=args.force,
                           artifacts=args.artifacts, latency_runs=args.latency_runs,

@@ -7,12 +7,21 @@ import json
 import sys
 from pathlib import Path
 
-from nasprune.cli.common import nonnegative_int, positive_float, positive_int, print_json
+from nasprune.cli.common import (
+    check_output_dir,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    print_json,
+    seed_int,
+)
 from nasprune.errors import NaspruneError
 
 HELP = "structured pruning (gamma x S and peers): sparse-train, prune channels, fine-tune, report before/after"
 CRITERIA_NAMES = ("gamma_sparsity", "gamma", "l1", "sparsity", "random")  # kept in step with prune.CRITERIA
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+OUT_FILES = ("pruned.pt", "spec.json", "result.json")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="every layer keeps at least min(channels, FLOOR) channels (default 8)")
     p.add_argument("--multiple", type=positive_int, default=1,
                    help="round kept channels up to a multiple of this (default 1: no rounding)")
-    p.add_argument("--sparsity-lambda", type=float, default=1e-5, metavar="L",
+    p.add_argument("--sparsity-lambda", type=nonnegative_float, default=1e-5, metavar="L",
                    help="L1 penalty on BN scales during sparse training (default 1e-5, the paper's)")
     p.add_argument("--sparse-epochs", type=nonnegative_int, default=None, metavar="E1",
                    help="sparse-training epochs (default 3 for a zoo model or spec, 0 for a checkpoint)")
@@ -51,7 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="resolution at which params and MACs are counted (default 224)")
     p.add_argument("--width", type=positive_float, default=None, help="width multiplier for a zoo model")
     p.add_argument("--subset", type=positive_int, default=None, help="train on the first N training images")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, training and the random criterion")
+    p.add_argument("--seed", type=seed_int, default=0,
+                   help="seed of the initial weights, training and the random criterion")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--out", metavar="DIR", help="write pruned.pt (checkpoint), spec.json and result.json here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -96,11 +106,22 @@ def _parent(args: argparse.Namespace):
     return None, resolve_model_spec(args.model, width=args.width)
 
 
+def _train_resolution(args: argparse.Namespace, spec) -> int:
+    return args.resolution or (spec.resolution if _is_checkpoint(args.model) else 32)
+
+
+def _check_sizes(args: argparse.Namespace, spec) -> None:
+    """The network must fit in memory at its training and its deployment (counting) resolution."""
+    from nasprune.cost import check_memory
+
+    for resolution in sorted({_train_resolution(args, spec), args.deploy_resolution}):
+        check_memory(spec.replace(resolution=resolution))  # one too small for the strides: SpecError
+
+
 def _data(args: argparse.Namespace, spec):
     from nasprune.data import DataConfig, load_data
 
-    resolution = args.resolution or (spec.resolution if _is_checkpoint(args.model) else 32)
-    return load_data(DataConfig(name=args.data, data_dir=args.data_dir, resolution=resolution,
+    return load_data(DataConfig(name=args.data, data_dir=args.data_dir, resolution=_train_resolution(args, spec),
                                 subset=args.subset, seed=args.seed))
 
 
@@ -152,11 +173,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.ratio is not None:
         check_ratio(args.ratio, "--ratio")
-    if not (args.sparsity_lambda >= 0):
-        raise NaspruneError(f"--sparsity-lambda {args.sparsity_lambda} is invalid: expected a number >= 0")
+    if args.out:
+        check_output_dir(args.out, "--out", OUT_FILES)
     config = _prune_config(args)
     model, spec = _parent(args)
     check_prunable(spec, config)
+    _check_sizes(args, spec)
     data = _data(args, spec)
     model = _fit_model(model, spec, data, args.seed)
     sparse, finetune = _train_configs(args, _is_checkpoint(args.model))

@@ -27,15 +27,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import optuna
 
-    from nasprune.errors import NaspruneError
+    from nasprune.cli.common import check_output_dir, check_output_file
     from nasprune.report import make_page, write_report
     from nasprune.report.page import PageOptions
     from nasprune.storage import default_storage_url, load_study, redact_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    out = Path(args.out) if args.out else Path("reports") / f"{args.study}.html"
-    if out.is_dir():
-        raise NaspruneError(f"--out {str(out)!r} is a directory: expected an HTML file path")
+    out = check_output_file(Path(args.out) if args.out else Path("reports") / f"{args.study}.html", "--out",
+                            "an HTML file path")
+    if args.csv:
+        check_output_dir(args.csv, "--csv")
     url = args.storage or default_storage_url(args.study)
     study = load_study(args.study, url)
     tables, page = make_page(study, storage_arg=args.storage, options=PageOptions(source=redact_url(url)))

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from nasprune.cli.common import nonnegative_int, positive_float, positive_int
+from nasprune.cli.common import (
+    SEED_MAX,
+    int_between,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    seed_int,
+    threads_int,
+)
+
+WORKERS_MAX = 1000  # process i of machine K draws sampler seed seed + 1000 * (1000 * K + i): i < 1000 keeps them apart
 
 
 def add_parser(sub) -> None:
@@ -25,23 +35,38 @@ def add_parser(sub) -> None:
     p.add_argument("--data", default=None, metavar="NAME", help="dataset (fashion-mnist, cifar10, synthetic, ...)")
     p.add_argument("--data-dir", default=None, metavar="DIR", help="where the dataset's files are")
     p.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default=None, help="default: the recipe's (tpe)")
-    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
+    p.add_argument("--workers", type=int_between(1, WORKERS_MAX), default=1, metavar="N",
                    help="worker processes on this machine sharing the storage (default 1)")
     p.add_argument("--machine", type=nonnegative_int, default=0, metavar="K",
                    help="index of this machine when several run the same study (0, 1, 2, ...): gives each its own "
                         "sampler seed; training seeds, and so the shared parents, stay the same")
-    p.add_argument("--threads", type=positive_int, default=1, metavar="N",
+    p.add_argument("--threads", type=threads_int, default=1, metavar="N",
                    help="torch threads per worker (default 1: on a busy machine more threads per process are "
                         "much slower; use --workers to occupy more cores)")
     p.add_argument("--timeout", type=positive_float, default=None, metavar="S",
                    help="start no new trial after S seconds")
-    p.add_argument("--seed", type=int, default=None, help="sampler and training seed")
+    p.add_argument("--seed", type=seed_int, default=None, help="sampler and training seed")
     p.add_argument("--with-baselines", action="store_true", default=None,
                    help="also train FD-MobileNet / MobileNet at standard widths that fit the budget")
     p.add_argument("--artifacts", default=None, metavar="DIR",
                    help="trained parents and children (default: beside the study's database)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _check_before_work(args: argparse.Namespace, recipe) -> None:
+    """The artifacts directory is writable and every worker's sampler seed is valid, before the study opens."""
+    from nasprune.cli.common import check_output_dir
+    from nasprune.errors import NaspruneError
+    from nasprune.search.runner import artifacts_dir_for, storage_url
+
+    where = "--artifacts" if args.artifacts else "artifacts" if recipe.artifacts else "default artifacts directory"
+    check_output_dir(artifacts_dir_for(recipe, storage_url(recipe)), where)
+    last = recipe.seed + 1000 * (1000 * args.machine + args.workers - 1) if isinstance(recipe.seed, int) else 0
+    if last > SEED_MAX:
+        raise NaspruneError(f"--machine {args.machine} with seed {recipe.seed} and {args.workers} workers gives "
+                            f"sampler seed {last}: expected seed + 1000 * (1000 * machine + workers - 1) <= "
+                            f"{SEED_MAX}: use a smaller --machine or --seed")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
                          storage=args.storage, space=args.space, data_name=args.data, data_dir=args.data_dir,
                          sampler=args.sampler, seed=args.seed, with_baselines=args.with_baselines,
                          artifacts=args.artifacts)
+    _check_before_work(args, recipe)
     result = run_search(recipe, RunOptions(workers=args.workers, timeout=args.timeout, threads=args.threads,
                                            machine=args.machine, progress=not args.no_progress))
     study = result.study

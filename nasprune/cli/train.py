@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
-from nasprune.cli.common import nonnegative_int, positive_float, positive_int, print_json, resolve_model_spec
+from nasprune.cli.common import (
+    check_output_dir,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    print_json,
+    resolve_model_spec,
+    seed_int,
+    threads_int,
+)
+
+OUT_FILES = ("model.pt", "result.json")
 
 HELP = "train a zoo model or a spec JSON file (e.g. an exported arch.json, from scratch) and save a checkpoint"
 EPILOG = """examples:
   nasprune train fd_mobilenet --width 0.5 --data fashion-mnist --epochs 1 --subset 10000 --resolution 32
   nasprune train arch.json --data cifar10 --data-dir ~/data --epochs 30 --sparsity-lambda 1e-5 --json
 """
-
-
-def nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number: expected a number >= 0") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is invalid: expected a finite number >= 0")
-    return value
 
 
 def add_data_args(parser: argparse.ArgumentParser, *, resolution_default: int | None = 32) -> None:
@@ -61,9 +61,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sparsity-lambda", type=nonnegative_float, default=0.0,
                    help="L1 penalty on BN scale factors for sparse training (e.g. 1e-5; default 0 = off)")
     p.add_argument("--no-augment", action="store_true", help="no random crop / horizontal flip")
-    p.add_argument("--seed", type=nonnegative_int, default=0, help="default 0")
+    p.add_argument("--seed", type=seed_int, default=0, help="default 0")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
-    p.add_argument("--threads", type=positive_int, default=None,
+    p.add_argument("--threads", type=threads_int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is often faster on a busy machine)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output directory for model.pt and result.json (default runs/<model>-<hash>-<data>)")
@@ -95,15 +95,19 @@ def run(args: argparse.Namespace) -> int:
 
     from nasprune.builder import build
     from nasprune.checkpoint import save_checkpoint
+    from nasprune.cost import check_memory
     from nasprune.data import load_data
     from nasprune.fsutil import atomic_write_text
     from nasprune.train import TrainConfig, evaluate, fit, resolve_device
 
     resolve_device(args.device)  # bad input fails before any data is read
-    resolve_model_spec(args.model, width=args.width)
+    check_memory(resolve_model_spec(args.model, width=args.width, resolution=args.resolution))
+    if args.out:
+        check_output_dir(args.out, "--out", OUT_FILES)
     data = load_data(data_config(args, seed=0, subset=args.subset))
     spec = resolve_model_spec(args.model, width=args.width, resolution=data.resolution,
                               classes=data.num_classes, in_channels=data.in_channels)
+    out = check_output_dir(_out_dir(args, spec), "--out" if args.out else "default --out", OUT_FILES)
     lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 2e-3)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=lr,
                          weight_decay=args.weight_decay, schedule=args.schedule,
@@ -115,7 +119,6 @@ def run(args: argparse.Namespace) -> int:
     model = build(spec)
     result = fit(model, data, config, progress=not args.no_progress)
     test_acc = evaluate(model, data, "test")
-    out = _out_dir(args, spec)
     summary = {
         "model": spec.name, "hash": spec.hash, "data": data.name, "resolution": data.resolution,
         "val_acc": result.val_acc, "test_acc": test_acc, "epochs": result.epochs,

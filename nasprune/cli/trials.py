@@ -19,10 +19,13 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nasprune.cli.common import check_output_file
     from nasprune.fsutil import atomic_write_text
     from nasprune.search.table import trials_frame, trials_records
     from nasprune.storage import load_study
 
+    if args.csv and args.csv != "-":
+        check_output_file(args.csv, "--csv")
     study = load_study(args.study, args.storage)
     if args.json:
         import json

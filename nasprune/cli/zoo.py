@@ -28,11 +28,15 @@ def run(args: argparse.Namespace) -> int:
                         in_channels=args.in_channels)
         print(spec.to_json())
         return 0
-    from nasprune.cost import count
+    from nasprune.cost import check_memory, count
+
+    specs = {name: fn(width=args.width, resolution=args.resolution, num_classes=args.classes,
+                      in_channels=args.in_channels) for name, fn in ZOO.items()}
+    for spec in specs.values():  # every one before counting any
+        check_memory(spec)
     rows = []
     for name, fn in ZOO.items():
-        spec = fn(width=args.width, resolution=args.resolution, num_classes=args.classes,
-                  in_channels=args.in_channels)
+        spec = specs[name]
         cost = count(spec, layers=False)
         rows.append({"name": name, "width": args.width, "resolution": args.resolution, "macs": cost.macs,
                      "mflops": cost.mflops, "params": cost.params, "blocks": len(spec.blocks),

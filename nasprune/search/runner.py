@@ -9,8 +9,10 @@ study with the same command and ``--storage``.
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -121,13 +123,32 @@ def _study_attrs(recipe: Recipe, artifacts: Path) -> dict[str, Any]:
             "deploy_resolution": recipe.deploy_resolution, "train_resolution": recipe.data["resolution"]}
 
 
-def _check_compatible(study, recipe: Recipe, url: str) -> None:
+def _check_compatible(study, recipe: Recipe, url: str, artifacts: Path | None = None) -> None:
     old = study.user_attrs
     for key, new in (("budget_mflops", recipe.budget_mflops), ("objectives", list(recipe.objectives)),
                      ("deploy_resolution", recipe.deploy_resolution)):
         if key in old and old[key] != new:
             raise NaspruneError(f"study {recipe.study!r} in {url} was created with {key}={old[key]!r}, not {new!r}: "
                                 "resume it with the same recipe, or start a new one with --study NAME")
+    recorded = old.get("artifacts_dir")
+    if artifacts is not None and isinstance(recorded, str) and not _same_directory(recorded, artifacts):
+        from nasprune.storage import redact_url
+
+        raise NaspruneError(
+            f"study {recipe.study!r} in {redact_url(url)} keeps its trained networks in {recorded!r}, not in "
+            f"{str(artifacts.resolve())!r}: resume it with --artifacts {recorded} (export and the parent cache read "
+            "the recorded directory), or start a new study with --study NAME")
+
+
+def _same_directory(recorded: str, artifacts: Path) -> bool:
+    """``artifacts`` is the study's recorded ``artifacts_dir`` (an old relative record is not judged)."""
+    path = Path(recorded)
+    if not path.is_absolute() or path == artifacts.resolve():
+        return True
+    try:  # the same directory by another path (a symlinked mount)
+        return path.exists() and artifacts.exists() and os.path.samefile(path, artifacts)
+    except OSError:
+        return False
 
 
 def open_study(recipe: Recipe, url: str, artifacts: Path, *, worker: int = 0, heartbeat: bool = True):
@@ -144,7 +165,7 @@ def open_study(recipe: Recipe, url: str, artifacts: Path, *, worker: int = 0, he
                                     sampler=make_sampler(recipe, worker), load_if_exists=True)
     except ValueError as exc:  # existing study with other directions
         raise NaspruneError(f"study {recipe.study!r} in {url}: {exc}") from None
-    _check_compatible(study, recipe, url)
+    _check_compatible(study, recipe, url, artifacts)
     if "budget_mflops" not in study.user_attrs:
         for key, value in _study_attrs(recipe, artifacts).items():
             study.set_user_attr(key, value)
@@ -264,6 +285,30 @@ class Progress:
 
 
 # -- running -----------------------------------------------------------------------------------------------------
+class _QuietInterrupt(logging.Filter):
+    """Drops Optuna's report of a trial stopped by Ctrl-C: the KeyboardInterrupt traceback and the
+    "Trial N failed with value None." line after it (the trial is still marked FAIL; the CLI says
+    ``nasprune: interrupted``). Other failures are reported as before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._after_interrupt = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self._after_interrupt = True
+            return False
+        follows, self._after_interrupt = self._after_interrupt, False
+        return not (follows and "failed with value" in record.getMessage())
+
+
+def _quiet_interrupts() -> None:
+    """Install :class:`_QuietInterrupt` on the logger of Optuna's trial loop (once per process)."""
+    logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _QuietInterrupt) for f in logger.filters):
+        logger.addFilter(_QuietInterrupt())
+
+
 def _optimize(study, recipe: Recipe, url: str, artifacts: Path, timeout: float | None, cache: bool,
               callbacks: Sequence = (), data=None) -> None:
     """Run trials until the study holds exactly ``recipe.trials`` finished ones, however many workers share it
@@ -276,6 +321,7 @@ def _optimize(study, recipe: Recipe, url: str, artifacts: Path, timeout: float |
 
     objective = Objective(recipe, artifacts, cache=cache, data=data)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _quiet_interrupts()
     optimize_until(study, objective, total=recipe.trials, url=url, timeout=timeout, catch=(TrainingDiverged,),
                    callbacks=callbacks)
 
