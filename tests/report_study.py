@@ -78,6 +78,8 @@ def trained_trial(number: int) -> optuna.trial.FrozenTrial:
                    latency_ms=1.5 + number / 10, layers=layers(width, r1, r3), artifact_id=f"artifact-{number}")
     if baseline:
         attrs["baseline"] = baseline
+    if number:  # trial 0 is from before onnxruntime was measured
+        attrs["latency_ort_ms"] = 0.25 + number / 100
     params = {"width": width, "schedule": schedule, "se_last": se_last, "ratio_1": r1, "ratio_3": r3}
     return create_trial(values=[acc, mflops], params=params, distributions=DISTRIBUTIONS, user_attrs=attrs,
                         constraints={"mflops": mflops - BUDGET}, intermediate_values={0: acc - 0.1, 1: acc})

@@ -50,6 +50,17 @@ def test_accuracy_and_cost_columns(tables):
     assert trials.loc[1, "downsample_layers"] == "1 3 5"
 
 
+def test_latency_columns_pytorch_and_onnxruntime(tables):
+    trials = tables.trials.set_index("number")
+    for number in set(TRAINED) - {0}:
+        assert trials.loc[number, "latency_ms"] == 1.5 + number / 10
+        assert trials.loc[number, "latency_ort_ms"] == 0.25 + number / 100
+    assert math.isnan(trials.loc[0, "latency_ort_ms"]) and trials.loc[0, "latency_ms"] == 1.5  # older trial
+    assert trials.loc[[3, 9], "latency_ort_ms"].isna().all()  # over budget: never measured
+    assert tables.pareto["latency_ort_ms"].tolist() == [0.25 + n / 100 for n in PARETO]
+    assert list(tables.trials.columns).index("latency_ort_ms") == list(tables.trials.columns).index("latency_ms") + 1
+
+
 def test_pareto_table_sorted_by_cost_with_export_commands(tables):
     assert tables.pareto["number"].tolist() == PARETO
     assert tables.pareto["mflops"].tolist() == [12.0, 25.0, 38.0, 39.5]
@@ -154,5 +165,10 @@ def test_figures_hold_one_point_per_row(tables, study):
     assert sorted(front.data[-1].x) == [47.0, 55.0]
     channels = sections["channels"].figure
     assert sum(len(t.y) for t in channels.data) == 2 * len(tables.layers)
+    hover = next(text for trace in front.data for text in (trace.text or ()) if "<b>trial 4</b>" in text)
+    assert hover.endswith("latency 1.90 ms PyTorch, 0.29 ms onnxruntime")
+    old = next(text for trace in front.data for text in (trace.hovertext or trace.text or ())
+               if "<b>trial 0</b>" in text)
+    assert old.endswith("latency 1.50 ms PyTorch")  # measured before onnxruntime was
     resolution = sections["resolution"].figure
     assert sum(len(t.x) for t in resolution.data) == len(tables.features) + int(tables.features["se"].sum())

@@ -46,11 +46,13 @@ class Section:
 
 
 def _hover(row) -> str:
+    ort = format_value(row.latency_ort_ms, ".2f", missing="")
     lines = [f"<b>trial {row.number}</b>" + (f" ({row.baseline})" if row.baseline else ""),
              f"accuracy {format_value(row.val_acc, '.2%')}, {format_value(row.mflops, '.2f')} MFLOPs",
              f"width {format_value(row.width, 'g')}, schedule {row.schedule or '-'}, "
              f"SE blocks {format_value(row.se_count, 'd')}",
-             f"params {format_value(row.params, ',d')}, latency {format_value(row.latency_ms, '.2f')} ms"]
+             f"params {format_value(row.params, ',d')}, latency {format_value(row.latency_ms, '.2f')} ms PyTorch"
+             + (f", {ort} ms onnxruntime" if ort else "")]
     return "<br>".join(lines)
 
 

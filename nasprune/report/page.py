@@ -96,6 +96,7 @@ def _summary(tables: ReportTables) -> str:
 PARETO_COLUMNS = (  # header, column, format, left-aligned
     ("trial", "number", "d", False), ("accuracy", "val_acc", ".2%", False), ("MFLOPs", "mflops", ".2f", False),
     ("params", "params", ",d", False), ("latency ms", "latency_ms", ".2f", False),
+    ("onnxruntime ms", "latency_ort_ms", ".2f", False),
     ("schedule", "schedule", "s", True), ("width", "width", "g", False), ("SE", "se_count", "d", False),
     ("criterion", "criterion", "s", True), ("baseline", "baseline", "s", True),
 )

@@ -34,7 +34,8 @@ STATUSES: tuple[str, ...] = ("pareto", "dominated", "over budget", "stopped earl
 
 TRIAL_COLUMNS: tuple[str, ...] = (
     "number", "state", "status", "feasible", "trained", "pareto", "baseline", "val_acc", "mflops", "macs", "params",
-    "latency_ms", "schedule", "width", "se_count", "se_blocks", "downsample_layers", "criterion", "constraint",
+    "latency_ms", "latency_ort_ms", "schedule", "width", "se_count", "se_blocks", "downsample_layers", "criterion",
+    "constraint",
 )
 
 
@@ -142,7 +143,8 @@ def _trial_row(r: TrialRecord) -> dict:
     return {
         "number": r.number, "state": r.state.name, "feasible": r.feasible, "trained": r.trained,
         "baseline": r.baseline or "", "val_acc": _nan(r.val_acc), "mflops": _nan(r.mflops), "macs": _nan(r.macs),
-        "params": _nan(r.params), "latency_ms": _nan(r.latency_ms), "schedule": r.schedule or "",
+        "params": _nan(r.params), "latency_ms": _nan(r.latency_ms),
+        "latency_ort_ms": _nan(r.latency_ort_ms), "schedule": r.schedule or "",
         "width": _nan(r.width), "se_count": _nan(r.se_count), "se_blocks": _join(r.se_blocks),
         "downsample_layers": _join(r.downsample_layers), "criterion": r.criterion or "",
         "constraint": _nan(r.constraint),
@@ -182,8 +184,8 @@ def _export_command(study_name: str, number: int, storage_arg: str | None) -> st
 
 
 def _pareto_frame(pareto: pd.DataFrame, study_name: str, storage_arg: str | None) -> pd.DataFrame:
-    columns = ["number", "val_acc", "mflops", "params", "latency_ms", "schedule", "width", "se_count",
-               "se_blocks", "downsample_layers", "criterion", "baseline"]
+    columns = ["number", "val_acc", "mflops", "params", "latency_ms", "latency_ort_ms", "schedule", "width",
+               "se_count", "se_blocks", "downsample_layers", "criterion", "baseline"]
     frame = pareto[columns].copy()
     frame["export"] = [_export_command(study_name, int(n), storage_arg) for n in frame["number"]]
     return frame
