@@ -33,17 +33,13 @@ from optuna.trial import TrialState, create_trial
 from nasprune.builder import NasNet, build
 from nasprune.checkpoint import save_checkpoint
 from nasprune.cost import count
+from nasprune.search.recipe import parse_recipe
 from nasprune.spec import ArchSpec, DWSBlockSpec, HeadSpec, IRBlockSpec, StemSpec
 
 STUDY = "tiny"
 DEPLOY = 224
 TRAIN = 16
 SEED = 7
-RECIPE = {  # shaped like nasprune.search.Recipe.to_dict()
-    "data": {"name": "synthetic", "resolution": TRAIN, "subset": 256, "val_size": 128, "data_dir": None, "seed": 0},
-    "seed": SEED, "parent": {"mode": "shared", "epochs": 2, "batch_size": 64, "lr": 0.1, "sparsity_lambda": 1e-4},
-    "finetune": {"epochs": 1, "lr": 0.02}, "latency": {"runs": 5, "threads": 1},
-}
 RETRAIN = ("nasprune train {arch} --resolution 16 --data synthetic --subset 256 --val-size 128 --batch-size 64 "
            "--lr 0.1 --epochs 3 --seed 7")
 
@@ -65,6 +61,12 @@ CHILD_B = CHILD_A.replace(name="child_b", blocks=(
 COST_A = count(CHILD_A)
 COST_B = count(CHILD_B)
 BUDGET = round(COST_A.mflops + 1.0, 1)
+RECIPE = parse_recipe({  # stored on the study as nasprune search does: Recipe.to_dict()
+    "study": STUDY, "budget_mflops": BUDGET, "space": "fd_mobilenet",
+    "data": {"name": "synthetic", "resolution": TRAIN, "subset": 256, "val_size": 128},
+    "seed": SEED, "parent": {"mode": "shared", "epochs": 2, "batch_size": 64, "lr": 0.1, "sparsity_lambda": 1e-4},
+    "finetune": {"epochs": 1, "lr": 0.02}, "latency": {"runs": 5, "threads": 1},
+}, f"{STUDY}.yaml").to_dict()
 
 
 def load_synthetic():

@@ -11,25 +11,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from nasprune.export._source import TrialSource
 
 if TYPE_CHECKING:
+    from nasprune.search.recipe import Recipe
     from nasprune.spec import ArchSpec
 
 __all__ = ["CardInfo", "LayerRow", "LatencyRow", "architecture_rows", "card_info", "render_card",
-           "recipe_value", "retrain_command"]
+           "retrain_command", "retrain_options"]
 
-# `nasprune train` options and where the study recipe keeps their values (first found wins; "a.b" = nested).
-# Optimiser settings come from the parent's training, which (unlike the fine-tuning) starts from scratch.
-RETRAIN_OPTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("--data", ("data", "dataset", "data.name")),
-    ("--data-dir", ("data_dir", "data.data_dir")),
-    ("--subset", ("subset", "data.subset")),
-    ("--val-size", ("val_size", "data.val_size")),
-    ("--batch-size", ("batch_size", "train.batch_size", "parent.batch_size", "finetune.batch_size")),
-    ("--optimizer", ("optimizer", "train.optimizer", "parent.optimizer", "finetune.optimizer")),
-    ("--lr", ("lr", "train.lr", "parent.lr", "finetune.lr")),
-    ("--weight-decay", ("weight_decay", "train.weight_decay", "parent.weight_decay", "finetune.weight_decay")),
-    ("--label-smoothing", ("label_smoothing", "train.label_smoothing", "parent.label_smoothing")),
-)
-SEED_PATHS = ("seed", "train.seed", "finetune.seed", "data.seed")
+# `nasprune train` options -> the DataConfig field of the study recipe's `data` (when set) ...
+RETRAIN_DATA = (("--data", "name"), ("--data-dir", "data_dir"), ("--subset", "subset"), ("--val-size", "val_size"))
+# ... and the TrainConfig field of its parent training (which, unlike the fine-tuning, starts from scratch), when
+# the recipe sets it (`nasprune train` has TrainConfig's defaults, but for --lr with another optimizer than sgd).
+RETRAIN_TRAIN = (("--batch-size", "batch_size"), ("--optimizer", "optimizer"), ("--lr", "lr"),
+                 ("--weight-decay", "weight_decay"), ("--label-smoothing", "label_smoothing"))
 
 
 class LayerRow(NamedTuple):
@@ -79,7 +72,8 @@ class CardInfo(NamedTuple):
     latency_recorded_ms: float | None
     checks: Mapping[str, Mapping[str, Any]]
     files: tuple[tuple[str, str, int | None], ...]  # (filename, description, bytes)
-    recipe: Mapping[str, Any]
+    recipe: Mapping[str, Any] | None  # Recipe.to_dict() of the study's recipe
+    data_name: str
     seed: Any
     search_facts: Mapping[str, Any]
     export_command: str
@@ -113,49 +107,39 @@ def architecture_rows(spec: ArchSpec, train_resolution: int) -> tuple[LayerRow, 
     return tuple(rows)
 
 
-def recipe_value(recipe: Mapping[str, Any], *paths: str) -> Any:
-    """The first plain (non-object) value found at one of the dotted ``paths`` of ``recipe``."""
-    for path in paths:
-        value: Any = recipe
-        for key in path.split("."):
-            value = value.get(key) if isinstance(value, Mapping) else None
-        if value is not None and not isinstance(value, Mapping):
-            return value
-    return None
-
-
-def retrain_epochs(recipe: Mapping[str, Any]) -> int | None:
-    """Epochs for training from scratch: the recipe's own, else what the child saw (parent + fine-tuning)."""
-    explicit = recipe_value(recipe, "epochs", "train.epochs")
-    if explicit is not None:
-        return int(explicit)
-    seen = [recipe_value(recipe, f"{stage}.epochs") for stage in ("parent", "finetune")]
-    return sum(int(e) for e in seen if e is not None) or None
+def retrain_options(recipe: Recipe) -> list[str]:
+    """The `nasprune train` options that repeat the recipe's data and parent training; ``--epochs`` is as many
+    as the child saw (parent + fine-tuning)."""
+    parts: list[str] = []
+    for option, key in RETRAIN_DATA:
+        if recipe.data.get(key) is not None:
+            parts += [option, str(recipe.data[key])]
+    config = recipe.train_config("parent")
+    given = set(recipe.parent) | ({"lr"} if config.optimizer != "sgd" else set())
+    for option, key in RETRAIN_TRAIN:
+        if key in given:
+            parts += [option, str(getattr(config, key))]
+    return [*parts, "--epochs", str(config.epochs + recipe.finetune_epochs)]
 
 
 def retrain_command(arch_path: str, source: TrialSource, seed: Any = None) -> str:
     """``nasprune train ARCH --resolution R ...`` with the study recipe's data and training options."""
     recipe = source.recipe
-    seed = seed if seed is not None else recipe_value(recipe, *SEED_PATHS)
+    if seed is None and recipe is not None:
+        seed = recipe.train_config("finetune").seed
     parts = ["nasprune", "train", arch_path, "--resolution", str(source.train_resolution)]
-    for option, paths in RETRAIN_OPTIONS:
-        value = recipe_value(recipe, *paths)
-        if value is not None:
-            parts += [option, str(value)]
-    epochs = retrain_epochs(recipe)
-    if epochs is not None:
-        parts += ["--epochs", str(epochs)]
+    parts += retrain_options(recipe) if recipe is not None else ["--data", "DATA"]
     if seed is not None:
         parts += ["--seed", str(seed)]
     return shlex.join(parts)
 
 
 def find_seed(source: TrialSource, metadata: Mapping[str, Any]) -> Any:
-    """The seed the child was trained with: checkpoint metadata, trial, then study recipe."""
-    for where in (metadata, metadata.get("train") or {}, source.attrs, source.recipe):
+    """The seed the child was trained with: checkpoint metadata, trial, then the study recipe's fine-tuning."""
+    for where in (metadata, metadata.get("train") or {}, source.attrs):
         if isinstance(where, Mapping) and where.get("seed") is not None:
             return where["seed"]
-    return recipe_value(source.recipe, *SEED_PATHS)
+    return None if source.recipe is None else source.recipe.train_config("finetune").seed
 
 
 def _versions() -> dict[str, str]:
@@ -194,7 +178,9 @@ def card_info(source: TrialSource, *, selection: str, checks: Mapping[str, Mappi
         budget_mflops=source.study_attrs.get("budget_mflops"), feasible=is_feasible(source.trial),
         layers=architecture_rows(source.spec, source.train_resolution), pruned=pruned, latency=tuple(latency),
         latency_threads=latency_threads, latency_recorded_ms=attrs.get("latency_ms"), checks=dict(checks),
-        files=tuple(files), recipe=source.recipe, seed=seed, search_facts=facts, export_command=export_command,
+        files=tuple(files), recipe=None if source.recipe is None else source.recipe.to_dict(),
+        data_name=str(source.recipe.data["name"]) if source.recipe else "DATA", seed=seed, search_facts=facts,
+        export_command=export_command,
         retrain_command=retrain_command("arch.json", source, seed), versions=_versions(),
     )
 
@@ -294,10 +280,6 @@ def _resolution_note(info: CardInfo) -> list[str]:
     ]
 
 
-def _data_name(recipe: Mapping[str, Any]) -> str:
-    return str(recipe_value(recipe, *dict(RETRAIN_OPTIONS)["--data"]) or "fashion-mnist")
-
-
 def render_card(info: CardInfo) -> str:
     """The Markdown text of ``MODEL_CARD.md``."""
     files = [f"| `{name}` | {desc} | {'—' if size is None else f'{size:,}'} |" for name, desc, size in info.files]
@@ -325,12 +307,12 @@ def render_card(info: CardInfo) -> str:
               f"- seed: {_dash(info.seed) if info.seed != 0 else 0}",
               "- versions: " + ", ".join(f"{k} {v}" for k, v in info.versions.items()),
               f"- exported with: `{info.export_command}`", "", "Recipe (study attribute `recipe`):", "",
-              "```json", json.dumps(info.recipe, indent=2, sort_keys=True, default=str), "```", "",
+              "```json", json.dumps(info.recipe, indent=2, default=str), "```", "",
               "## Retrain", "",
               "Train the architecture from scratch (run in this directory). The data options are the study's; "
               "the optimiser settings are those of the parent training (which starts from scratch), without its "
               "sparsity penalty; the epochs are as many as the child saw in the search (parent + fine-tuning) — "
               "raise `--epochs` for a full training:", "", "```sh", info.retrain_command, "```", "",
               "Evaluate a checkpoint on the test set:", "", "```sh",
-              shlex.join(["nasprune", "eval", "model.pt", "--data", str(_data_name(info.recipe))]), "```", ""]
+              shlex.join(["nasprune", "eval", "model.pt", "--data", info.data_name]), "```", ""]
     return "\n".join(parts)

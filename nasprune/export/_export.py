@@ -86,9 +86,7 @@ def _export_command(config: ExportConfig, number: int, out: Path) -> str:
 def _latency_threads(config: ExportConfig, source: TrialSource) -> int:
     import torch
 
-    from nasprune.export._card import recipe_value
-
-    recipe_threads = recipe_value(source.recipe, "latency.threads")
+    recipe_threads = source.recipe.latency_threads if source.recipe is not None else None
     return int(config.latency_threads or recipe_threads or torch.get_num_threads())
 
 

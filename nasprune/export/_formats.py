@@ -125,7 +125,7 @@ DATA_CONFIG_KEYS = ("name", "data_dir", "resolution", "subset", "val_size", "see
 def _data_config(src: TrialSource, original: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(original.get("data_config"), dict):
         return original["data_config"]
-    data = src.recipe.get("data") or original.get("data")
+    data = dict(src.recipe.data) if src.recipe is not None else original.get("data")
     if not isinstance(data, dict):
         return None
     return {k: data[k] for k in DATA_CONFIG_KEYS if k in data} | {"resolution": src.train_resolution}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from nasprune.builder import NasNet
+    from nasprune.search.recipe import Recipe
 
 __all__ = ["TrialSource", "artifacts_dir", "load_trained_model", "trial_source"]
 
@@ -49,9 +51,17 @@ class TrialSource:
         """The same network at the training resolution (what ``model.pt`` and ``model.onnx`` carry)."""
         return self.spec.replace(resolution=self.train_resolution)
 
-    @property
-    def recipe(self) -> dict[str, Any]:
-        return dict(self.study_attrs.get("recipe") or {})
+    @cached_property
+    def recipe(self) -> Recipe | None:
+        """The study's recipe, rebuilt from user attr ``recipe`` by ``Recipe.from_dict``; ``None`` without one.
+
+        Raises:
+            NaspruneError: the stored recipe does not rebuild (naming the study, the key and the value).
+        """
+        from nasprune.search.recipe import Recipe
+
+        stored = self.study_attrs.get("recipe")
+        return None if stored is None else Recipe.from_dict(stored, source=f"study {self.study_name!r} recipe")
 
 
 def _child_spec(study_name: str, trial: FrozenTrial) -> ArchSpec:
