@@ -74,6 +74,7 @@ def test_zoo_spec_file_feeds_back_into_count(run_cli, tmp_path):
 
     assert (out["macs"], out["params"]) == (count(spec).macs, count(spec).params)
     assert out["latency_ms"] > 0 and out["latency_p90_ms"] >= out["latency_ms"] and out["latency_threads"] >= 1
+    assert out["latency_ort_ms"] > 0 and out["latency_ort_p90_ms"] >= out["latency_ort_ms"]
 
 
 def test_count_file_with_overrides_and_text_table(tmp_path, capsys):
@@ -86,6 +87,16 @@ def test_count_file_with_overrides_and_text_table(tmp_path, capsys):
     assert lines[2].split()[:4] == ["stem", "conv", "8", "48"]
     assert lines[-1].startswith("total: ") and "MACs" in lines[-1] and "params" in lines[-1]
     assert len(lines) == 3 + 1 + 11 + 1  # title, header, stem, 11 blocks, head, total
+
+
+def test_count_latency_prints_pytorch_and_onnxruntime(capsys):
+    import re
+
+    assert main(["count", "fd_mobilenet", "--width", "0.25", "--resolution", "32", "--in-channels", "1",
+                 "--latency"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    found = re.fullmatch(r"latency: (\S+) ms median in PyTorch, (\S+) ms in onnxruntime \(batch 1, \d+ threads\)", last)
+    assert found and float(found.group(1)) > 0 and float(found.group(2)) > 0, last
 
 
 @pytest.mark.parametrize("args, message", [

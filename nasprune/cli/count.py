@@ -12,7 +12,8 @@ HELP = "count MACs (conv + linear multiply-adds), params and per-layer cost of a
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("count", help=HELP, description=HELP)
     add_model_args(p)
-    p.add_argument("--latency", action="store_true", help="also measure CPU latency (batch 1, median)")
+    p.add_argument("--latency", action="store_true",
+                   help="also measure CPU latency (batch 1, median) in PyTorch (eager) and in onnxruntime")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -20,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     spec = resolve_model_spec(args.model, width=args.width, resolution=args.resolution, classes=args.classes,
                               in_channels=args.in_channels)
-    from nasprune.cost import check_memory, count, measure_latency  # torch: only once the input is known to be good
+    # torch: only once the input is known to be good
+    from nasprune.cost import check_memory, count, measure_latency, measure_latency_ort
 
     check_memory(spec)
     cost = count(spec)
@@ -35,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
         result["unsupported_ops"] = cost.unsupported_ops
     if args.latency:
         lat = measure_latency(spec)
-        result.update(latency_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_threads=lat.threads)
+        ort = measure_latency_ort(spec, threads=lat.threads)
+        result.update(latency_ms=lat.median_ms, latency_p90_ms=lat.p90_ms, latency_threads=lat.threads,
+                      latency_ort_ms=ort.median_ms, latency_ort_p90_ms=ort.p90_ms)
     if args.json:
         print_json(result)
         return 0
@@ -46,5 +50,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"total: {cost.macs:,} MACs ({cost.mflops:.2f} MFLOPs), {cost.params:,} params; "
           f"all ops {cost.all_ops / 1e6:.2f} M")
     if args.latency:
-        print(f"latency: {result['latency_ms']:.2f} ms median (batch 1, {result['latency_threads']} threads)")
+        print(f"latency: {result['latency_ms']:.2f} ms median in PyTorch, {result['latency_ort_ms']:.2f} ms in "
+              f"onnxruntime (batch 1, {result['latency_threads']} threads)")
     return 0
