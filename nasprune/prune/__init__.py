@@ -1,11 +1,21 @@
 """Structured pruning in three layers: importance (scores), selection (kept channels), surgery (a smaller net).
 
-See ``docs/pruning.md``. The prunable unit of block ``i`` is the output channels of ``blocks.{i}.conv_pw``
-(:mod:`nasprune.prune.groups` declares which tensors follow them).
+See ``docs/pruning.md``. The prunable units are channel groups (:mod:`nasprune.prune.groups` declares them and
+the tensors that follow them): the expansion channels of inverted-residual blocks, and the paths between blocks
+(``stem``, block outputs), a stage of residual blocks being one path.
 """
 
 from nasprune.prune.budget import PruneFit, fit_global_ratio, kept_spec, smallest_child
-from nasprune.prune.groups import ChannelGroup, Slice, apply_channels, channel_groups, layer_channels, prunable_layers
+from nasprune.prune.groups import (
+    DEFAULT_SE_RATIO,
+    ChannelGroup,
+    Slice,
+    apply_channels,
+    channel_groups,
+    layer_channels,
+    prunable_layers,
+    squeeze_channels,
+)
 from nasprune.prune.importance import CRITERIA, DEFAULT_CRITERION, compute_scores, filter_sparsity
 from nasprune.prune.pipeline import PruneConfig, PruneResult, prune_by_config, run_pipeline
 from nasprune.prune.selection import (
@@ -22,6 +32,7 @@ __all__ = [
     "CRITERIA",
     "DEFAULT_CRITERION",
     "DEFAULT_FLOOR",
+    "DEFAULT_SE_RATIO",
     "ChannelGroup",
     "PruneConfig",
     "PruneFit",
@@ -46,4 +57,5 @@ __all__ = [
     "select_global",
     "select_per_layer",
     "smallest_child",
+    "squeeze_channels",
 ]
