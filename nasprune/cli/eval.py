@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from nasprune.cli.choices import registry
 from nasprune.cli.common import positive_int, print_json
 from nasprune.errors import NaspruneError
 
@@ -16,9 +17,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help=HELP, description=HELP)
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by nasprune")
     add_data_args(p, resolution_default=None)
-    p.add_argument("--split", choices=("test", "val"), default="test", help="default test")
+    p.add_argument("--split", choices=registry("nasprune.train:SPLITS"), default="test", metavar="SPLIT",
+                   help="%(choices)s (default test)")
     p.add_argument("--batch-size", type=positive_int, default=512, help="default 512")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
+    p.add_argument("--device", choices=registry("nasprune.train:DEVICES"), default="auto", metavar="DEVICE",
+                   help="%(choices)s (default auto)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from nasprune.cli.choices import registry
 from nasprune.cli.common import check_output_dir, positive_float, threads_int
 
 HELP = "export a trial of a study: arch.json, model.pt, model.ts, model.onnx (checked) and MODEL_CARD.md"
-FORMAT_NAMES = "json,pt,torchscript,onnx"
+FORMAT_NAMES = registry("nasprune.export:FORMATS", sep=",")
 
 
 def _trial(text: str) -> str:
@@ -44,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=positive_float, default=None, metavar="MFLOPS",
                    help="only consider trials within this budget (tighter than the study's)")
     p.add_argument("--format", default=FORMAT_NAMES, metavar="LIST",
-                   help=f"comma-separated subset of {FORMAT_NAMES} (default: all; the model card is always "
+                   help="comma-separated subset of %(default)s (default: all; the model card is always "
                         "written; 'json' alone needs no trained weights)")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default: reports/export/STUDY-trialN)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
@@ -58,8 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="accepted difference between each exported file's outputs and PyTorch's, "
                         "|a - b| <= ATOL + RTOL * max|b| per input (max|b|: its largest absolute logit); "
                         "ATOL defaults to 1e-5 (default: 1e-4,1e-5)")
-    p.add_argument("--onnx-exporter", choices=("dynamo", "legacy"), default="dynamo",
-                   help="torch.onnx exporter: dynamo (torch.export-based, current; default) or legacy "
+    p.add_argument("--onnx-exporter", choices=registry("nasprune.export._onnx:ONNX_EXPORTERS"), default="dynamo",
+                   metavar="EXPORTER", help="torch.onnx exporter, one of %(choices)s: dynamo (torch.export-based, "
+                   "current; default) or legacy "
                         "(TorchScript-based, deprecated, much faster)")
     p.set_defaults(func=run)
 
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         check_output_dir(args.out, "--out")
     config = ExportConfig(study=args.study, storage=args.storage, trial=args.trial, budget_mflops=args.budget,
-                          formats=parse_formats(args.format), out=args.out, force=args.force,
+                          formats=parse_formats(str(args.format)), out=args.out, force=args.force,
                           artifacts=args.artifacts, latency_runs=args.latency_runs,
                           latency_threads=args.latency_threads, tolerance=args.tolerance or Tolerance(),
                           onnx_exporter=args.onnx_exporter)

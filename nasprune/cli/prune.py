@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from nasprune.cli.choices import registry
 from nasprune.cli.common import (
     check_output_dir,
     nonnegative_float,
@@ -19,7 +20,7 @@ from nasprune.cli.common import (
 from nasprune.errors import NaspruneError
 
 HELP = "structured pruning (gamma x S and peers): sparse-train, prune channels, fine-tune, report before/after"
-CRITERIA_NAMES = ("gamma_sparsity", "gamma", "l1", "sparsity", "random")  # kept in step with prune.CRITERIA
+CRITERIA_NAMES = registry("nasprune.prune.importance:CRITERIA")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 OUT_FILES = ("pruned.pt", "spec.json", "result.json")
 
@@ -38,8 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="global pruning ratio in [0, 1): one threshold over all prunable channels")
     how.add_argument("--per-layer", metavar="FILE", help='JSON object {"blocks.1.conv_pw": 0.5, ...}: a ratio per '
                      "layer (layers not named keep every channel)")
-    p.add_argument("--criterion", choices=CRITERIA_NAMES, default="gamma_sparsity",
-                   help="channel importance (default: gamma_sparsity = |gamma| * S)")
+    p.add_argument("--criterion", choices=CRITERIA_NAMES, default="gamma_sparsity", metavar="NAME",
+                   help="channel importance, one of %(choices)s (default: gamma_sparsity = |gamma| * S)")
     p.add_argument("--floor", type=positive_int, default=8,
                    help="every layer keeps at least min(channels, FLOOR) channels (default 8)")
     p.add_argument("--multiple", type=positive_int, default=1,
@@ -50,8 +51,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="sparse-training epochs (default 3 for a zoo model or spec, 0 for a checkpoint)")
     p.add_argument("--finetune-epochs", type=nonnegative_int, default=2, metavar="E2",
                    help="fine-tuning epochs after pruning, no penalty (default 2)")
-    p.add_argument("--optimizer", choices=("adam", "sgd", "adamw"), default="adam",
-                   help="optimizer for both phases (default adam, the paper's)")
+    p.add_argument("--optimizer", choices=registry("nasprune.train:OPTIMIZERS"), default="adam", metavar="NAME",
+                   help="optimizer for both phases, one of %(choices)s (default adam, the paper's)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate, cosine schedule (default 1e-3)")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--resolution", type=positive_int, default=None,
@@ -62,7 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subset", type=positive_int, default=None, help="train on the first N training images")
     p.add_argument("--seed", type=seed_int, default=0,
                    help="seed of the initial weights, training and the random criterion")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", choices=registry("nasprune.train:DEVICES"), default="auto", metavar="DEVICE",
+                   help="%(choices)s (default auto)")
     p.add_argument("--out", metavar="DIR", help="write pruned.pt (checkpoint), spec.json and result.json here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from nasprune.cli.choices import registry
 from nasprune.cli.common import (
     SEED_MAX,
     int_between,
@@ -34,7 +35,8 @@ def add_parser(sub) -> None:
     p.add_argument("--space", default=None, metavar="FILE", help="search space YAML (or a name in search_spaces/)")
     p.add_argument("--data", default=None, metavar="NAME", help="dataset (fashion-mnist, cifar10, synthetic, ...)")
     p.add_argument("--data-dir", default=None, metavar="DIR", help="where the dataset's files are")
-    p.add_argument("--sampler", choices=("tpe", "nsga2", "random"), default=None, help="default: the recipe's (tpe)")
+    p.add_argument("--sampler", choices=registry("nasprune.search.recipe:SAMPLERS"), default=None, metavar="NAME",
+                   help="%(choices)s (default: the recipe's, tpe)")
     p.add_argument("--workers", type=int_between(1, WORKERS_MAX), default=1, metavar="N",
                    help="worker processes on this machine sharing the storage (default 1)")
     p.add_argument("--machine", type=nonnegative_int, default=0, metavar="K",

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from nasprune.cli.choices import registry
 from nasprune.cli.common import (
     check_output_dir,
     nonnegative_float,
@@ -52,9 +53,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="train on the first N images of a fixed shuffle of the training split")
     p.add_argument("--epochs", type=positive_int, default=10, help="default 10")
     p.add_argument("--batch-size", type=positive_int, default=128, help="default 128")
-    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd", help="default sgd (Nesterov)")
+    p.add_argument("--optimizer", choices=registry("nasprune.train:OPTIMIZERS"), default="sgd", metavar="NAME",
+                   help="%(choices)s (default sgd, Nesterov)")
     p.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: 0.1 sgd, 2e-3 adam)")
-    p.add_argument("--schedule", choices=("cosine", "step"), default="cosine", help="default cosine")
+    p.add_argument("--schedule", choices=registry("nasprune.train:SCHEDULES"), default="cosine", metavar="NAME",
+                   help="%(choices)s (default cosine)")
     p.add_argument("--weight-decay", type=nonnegative_float, default=5e-5,
                    help="decay of conv/linear weights, not BN or biases (default 5e-5)")
     p.add_argument("--label-smoothing", type=nonnegative_float, default=0.0, help="default 0")
@@ -62,7 +65,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="L1 penalty on BN scale factors for sparse training (e.g. 1e-5; default 0 = off)")
     p.add_argument("--no-augment", action="store_true", help="no random crop / horizontal flip")
     p.add_argument("--seed", type=seed_int, default=0, help="default 0")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
+    p.add_argument("--device", choices=registry("nasprune.train:DEVICES"), default="auto", metavar="DEVICE",
+                   help="%(choices)s (default auto)")
     p.add_argument("--threads", type=threads_int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is often faster on a busy machine)")
     p.add_argument("--out", metavar="DIR", default=None,
