@@ -139,6 +139,7 @@ def _bad(key: str, value: Any, expected: str) -> _Bad:
 # -- descriptions ---------------------------------------------------------------------------------------------------
 NOUNS = {bool: ("true or false", "booleans"), int: ("an integer", "integers"), float: ("a number", "numbers"),
          str: ("a string", "strings"), type(None): ("null", "nulls")}
+ANY = ("a value", "values")
 
 
 def _interval(r: Rule) -> str:
@@ -164,6 +165,8 @@ def describe(hint: Any, r: Rule = NO_RULE, *, plural: bool = False) -> str:
     """What a field of type ``hint`` with constraints ``r`` accepts, in words (``"an integer >= 1"``)."""
     if r.expected and not plural:
         return r.expected
+    if hint is Any:
+        return ANY[plural]
     origin, args = _origin(hint)
     if r.choices is not None and hint in (int, str, float):
         names = ", ".join(str(c) for c in _choices(r))
@@ -259,29 +262,24 @@ def convert(value: Any, hint: Any, key: str, r: Rule = NO_RULE) -> Any:
 
 def _convert(value: Any, hint: Any, key: str, r: Rule) -> Any:
     origin, args = _origin(hint)
-    try:
-        if hint is Any:
-            return value
-        if hint in NOUNS:
-            return _scalar(value, hint, key, r)
-        if origin is Literal:
-            if not any(type(value) is type(a) and value == a for a in args):
-                raise _bad(key, value, describe(hint, r))
-            return value
-        if origin is Union:
-            return _union(value, args, key, r, hint)
-        if origin is tuple:
-            return _sequence(value, args, key, r, hint)
-        if dataclasses.is_dataclass(hint):
-            if r.shorthand and value is not None and not isinstance(value, Mapping):
-                value = {r.shorthand: value}
-            return _build(hint, {} if value is None else value, key)
-        if origin in (dict, Mapping) or hint in (dict, Mapping):
-            return _mapping(value, args, key, r, hint)
-    except _Bad as exc:
-        if r.expected and exc.key != key:  # a field that describes itself reports the whole value
-            raise _bad(key, value, r.expected) from None
-        raise
+    if hint is Any:
+        return value
+    if hint in NOUNS:
+        return _scalar(value, hint, key, r)
+    if origin is Literal:
+        if not any(type(value) is type(a) and value == a for a in args):
+            raise _bad(key, value, describe(hint, r))
+        return value
+    if origin is Union:
+        return _union(value, args, key, r, hint)
+    if origin is tuple:
+        return _sequence(value, args, key, r, hint)
+    if dataclasses.is_dataclass(hint):
+        if r.shorthand and value is not None and not isinstance(value, Mapping):
+            value = {r.shorthand: value}
+        return _build(hint, {} if value is None else value, key)
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        return _mapping(value, args, key, r, hint)
     raise TypeError(f"nasprune.schema cannot check type {hint!r} (field {key!r})")
 
 

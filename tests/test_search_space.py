@@ -136,3 +136,68 @@ def test_ir_prunable_layers_match_the_prune_module():
     design = resolve(space, cand, mode="per_trial", **SHAPE)
     assert list(design.ratios) == prunable_layers(design.parent)
     assert parse_space(dict(space.raw), "x.yaml").schedule_choices == ["slow", "fast", "custom"]
+
+
+def _v3(tmp_path, change):
+    data = yaml.safe_load(open(load_space("mobilenet_v3").path))
+    change(data)
+    path = tmp_path / "bad_v3.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("space, change, key, value, expected", [
+    (_space, lambda d: d.update(width="wide"), "width[0]", "'wide'", "a number in (0, 4]"),
+    (_space, lambda d: d.update(width=[]), "width", "[]", "a non-empty list of numbers in (0, 4]"),
+    (_space, lambda d: d.update(width=[True]), "width[0]", "True", "a number in (0, 4]"),
+    (_space, lambda d: d.update(family=True), "family", "True", "one of dws, ir"),
+    (_space, lambda d: d.update(name=5), "name", "5", "a string or null"),
+    (_space, lambda d: d.update(stem={"channels": 32.0}), "stem.channels", "32.0", "an integer in [1, 4096] or null"),
+    (_space, lambda d: d.update(stem="wide"), "stem", "'wide'", "a mapping with keys among channels, act"),
+    (_space, lambda d: d.update(schedules="fast"), "schedules", "'fast'", "a mapping of schedule names"),
+    (_space, lambda d: d["schedules"]["fast"].__setitem__(0, "64"), "schedules.fast[0]", "'64'",
+     "a mapping with keys among out, stride"),
+    (_space, lambda d: d["schedules"]["fast"][0].update(out="64"), "schedules.fast[0].out", "'64'",
+     "an integer in [1, 65536]"),
+    (_space, lambda d: d.update(free_placement="slow"), "free_placement", "'slow'",
+     "a mapping with keys among base, windows or null"),
+    (_space, lambda d: d["free_placement"].update(windows=[[0, 1, 2]]), "free_placement.windows[0]", "[0, 1, 2]",
+     "a list [integer, integer]"),
+    (_space, lambda d: d["se"].update(blocks=[1, -1]), "se.blocks[1]", "-1", "an integer >= 0"),
+    (_space, lambda d: d["se"].update(ratio="0.25"), "se.ratio", "'0.25'", "a number in (0, 1]"),
+    (_space, lambda d: d["prune"].update(criteria="magic"), "prune.criteria[0]", "'magic'",
+     "one of gamma_sparsity, gamma, l1"),
+    (_space, lambda d: d["prune"].update(criteria=[]), "prune.criteria", "[]", "a non-empty list of names from"),
+    (_space, lambda d: d["prune"]["ratio"].update(step=0), "prune.ratio.step", "0", "a number in (0, 1]"),
+    (_space, lambda d: d["prune"]["ratio"].update(low=0.5, high=0.4), "prune.ratio.high", "0.4",
+     "a number in [0.5, 0.95]"),
+    (_space, lambda d: d.update(prune=[1]), "prune", "[1]", "a mapping with keys among ratio, criteria"),
+    (_space, lambda d: d.update(bn_eps="small"), "bn_eps", "'small'", "a number in (0, 1] or null"),
+    (_v3, lambda d: d["head"].update(dropout=1.0), "head.dropout", "1.0", "a number in [0, 1)"),
+    (_v3, lambda d: d["head"].update(conv_act="gelu"), "head.conv_act", "'gelu'", "one of relu, relu6, hswish"),
+    (_v3, lambda d: d["schedules"]["slow"][0].pop("exp"), "schedules.slow[0].exp", None, "an integer in [1, 65536]"),
+    (_v3, lambda d: d["schedules"]["slow"][2].update(kernel=3.0), "schedules.slow[2].kernel", "3.0", "one of 3, 5"),
+])
+def test_wrong_type_in_a_space_names_file_key_value_and_expected(tmp_path, space, change, key, value, expected):
+    path = space(tmp_path, change)
+    with pytest.raises(NaspruneError) as err:
+        load_space(path)
+    head = f"{path}: {key} is missing: expected" if value is None else f"{path}: {key}={value} is invalid: expected"
+    assert str(err.value).startswith(f"{head} {expected}"), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_an_override_error_names_the_recipe(tmp_path):
+    with pytest.raises(NaspruneError) as err:
+        load_space("fd_mobilenet", overrides={"se": {"ratio": 0}}, overrides_file="r.yaml")
+    assert str(err.value) == "r.yaml: space_overrides.se.ratio=0 is invalid: expected a number in (0, 1]"
+    with pytest.raises(NaspruneError, match=r"^r.yaml: unknown key 'space_overrides.colour' \(value 1\)"):
+        load_space("fd_mobilenet", overrides={"colour": 1}, overrides_file="r.yaml")
+
+
+@pytest.mark.parametrize("name", ["fd_mobilenet", "mobilenet_v3"])
+def test_a_space_rebuilds_from_its_stored_content(name):
+    import json
+
+    space = load_space(name, overrides={"width": [0.5, 1], "free_placement": None})
+    assert parse_space(json.loads(json.dumps(space.to_dict())), space.path) == space

@@ -350,7 +350,7 @@ class SpaceFile:
     head: HeadFile = field(default_factory=HeadFile)  # ir only
     width: tuple[float, ...] = field(default=(1.0,), metadata=rule(low=0, high=4, low_open=True, one_or_many=True,
                                                                    min_items=1))
-    schedules: Mapping[str, tuple[Mapping[str, Any], ...]] = field(metadata=rule(
+    schedules: Mapping[str, tuple[Any, ...]] = field(metadata=rule(
         expected="a mapping of schedule names (e.g. fast, slow) to lists of blocks"))
     free_placement: FreePlacementFile | None = None
     se: SEFile = field(default_factory=SEFile)
