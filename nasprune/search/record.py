@@ -60,7 +60,7 @@ PLAIN_ATTRS: dict[str, Callable[[Any], Any]] = {
     "macs": int, "params": int, "latency_ms": float, "latency_ort_ms": float, "schedule": str, "width": float,
     "se_blocks": _ints, "downsample_layers": _ints, "criterion": str, "artifact_id": str, "child_spec": dict,
     "feature_sizes": _ints, "parent_hash": str, "parent_mode": str, "parent_cached": bool, "seconds": float,
-    "seed": int,
+    "latency_ort_seconds": float, "seed": int,
 }
 
 
@@ -92,8 +92,9 @@ class TrialRecord:
         val_acc_history: validation accuracy after each fine-tune epoch.
         duration_s: seconds from Optuna's start to complete stamps (``seconds`` is the objective's own timing).
         macs, params, latency_ms, latency_ort_ms, schedule, width, se_blocks, downsample_layers, criterion,
-        artifact_id, child_spec, feature_sizes, parent_hash, parent_mode, parent_cached, seconds, seed: the user
-            attributes of the same name (:data:`PLAIN_ATTRS`; ``docs/design.md`` and ``docs/search.md``).
+        artifact_id, child_spec, feature_sizes, parent_hash, parent_mode, parent_cached, seconds,
+            latency_ort_seconds, seed: the user attributes of the same name (:data:`PLAIN_ATTRS`;
+            ``docs/design.md`` and ``docs/search.md``).
     """
 
     number: int
@@ -123,6 +124,7 @@ class TrialRecord:
     parent_cached: bool | None = None
     val_acc_history: tuple[float, ...] = ()
     seconds: float | None = None
+    latency_ort_seconds: float | None = None  # what measuring latency_ort_ms took (ONNX export included)
     duration_s: float | None = None
     seed: int | None = None
 
