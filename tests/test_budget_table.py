@@ -54,9 +54,10 @@ def test_fd_mobilenet_width_per_budget(budget, macs):
 
 
 def test_v3_width_is_the_widest_whose_smallest_child_fits():
-    assert closed_form_macs(smallest_child(sel.fashion_spec("mobilenet_v3_large", 1.0))) == 24_183_320
-    assert closed_form_macs(smallest_child(sel.fashion_spec("mobilenet_v3_large", 0.5))) == 10_170_264
-    assert [sel.v3_parent_width(b) for b in (12, 40, 140)] == [0.5, 1.0, 1.0]
+    assert closed_form_macs(smallest_child(sel.fashion_spec("mobilenet_v3_large", 1.0))) == 7_337_048
+    assert closed_form_macs(smallest_child(sel.fashion_spec("mobilenet_v3_large", 0.5))) == 6_220_888
+    assert closed_form_macs(smallest_child(sel.fashion_spec("mobilenet_v3_large", 0.35))) == 6_005_848
+    assert [sel.v3_parent_width(b) for b in (6.1, 6.5, 12, 40, 140)] == [0.35, 0.5, 1.0, 1.0, 1.0]
     with pytest.raises(NaspruneError, match="below every pruned MobileNetV3-Large"):
         sel.v3_parent_width(5)
 
