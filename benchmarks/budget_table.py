@@ -216,22 +216,22 @@ def _search_recipe_file(settings: Settings, raw: dict[str, Any], key: str) -> Pa
 
 
 def _search_summary(study, budget: int, space: str, wall: float) -> dict[str, Any]:
-    trials = study.get_trials(deepcopy=False)
-    states = [t.state.name for t in trials]
-    feasible = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("feasible")]
+    from nasprune.search.record import records
+
+    trials = records(study)
+    states = [r.state.name for r in trials]
+    feasible = [r for r in trials if r.trained]
     if not feasible:
         raise NaspruneError(f"the search at {budget} MFLOPs has no feasible finished trial: expected at least one "
                             "(raise --search-trials)")
-    best = max(feasible, key=lambda t: t.user_attrs["val_acc"])
-    seconds = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
-                  if t.datetime_complete and t.datetime_start)
-    a = best.user_attrs
+    best = max(feasible, key=lambda r: r.val_acc)
+    seconds = sum(r.duration_s for r in trials if r.duration_s is not None)
     return {"kind": "search", "budget": budget, "space": space, "trials": len(trials),
             "complete": states.count("COMPLETE"), "feasible": len(feasible), "pruned": states.count("PRUNED"),
             "failed": states.count("FAIL"), "wall_seconds": wall, "trial_seconds": seconds,
-            "best_trial": best.number, "best_val_acc": a["val_acc"], "best_mflops": a["mflops"],
-            "schedule": a.get("schedule"), "width": a.get("width"), "se_count": a.get("se_count"),
-            "child_spec": a["child_spec"]}
+            "best_trial": best.number, "best_val_acc": best.val_acc, "best_mflops": best.mflops,
+            "schedule": best.schedule, "width": best.width, "se_count": best.se_count,
+            "child_spec": best.child_spec}
 
 
 def search_at(bench: Bench, budget: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from nasprune.search.recipe import Recipe, load_recipe
+from nasprune.search.record import records
 from nasprune.search.runner import RunOptions, run_search
 
 
@@ -28,18 +29,17 @@ def run_fresh(recipe: Recipe, workdir: Path, *, name: str, timeout: float | None
 
 def summary(study, wall: float) -> dict:
     """Counts and time shares of a finished study (durations from Optuna's start/complete stamps)."""
-    trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_complete is not None]
-    seconds = {t.number: (t.datetime_complete - t.datetime_start).total_seconds() for t in trials}
-    over = [t for t in trials if t.user_attrs.get("feasible") is False]
-    trained = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("feasible")]
-    over_s = [seconds[t.number] for t in over]
+    trials = [r for r in records(study) if r.duration_s is not None]
+    over = [r for r in trials if not r.feasible]
+    trained = [r for r in trials if r.trained]
+    over_s = [r.duration_s for r in over]
     return {
         "finished": len(trials), "over_budget": len(over), "trained": len(trained), "wall_s": wall,
         "over_budget_s": sum(over_s), "over_budget_share": sum(over_s) / wall if wall else float("nan"),
         "over_budget_mean_s": statistics.mean(over_s) if over_s else float("nan"),
         "over_budget_max_s": max(over_s, default=float("nan")),
         "trials_per_hour": 3600 * len(trials) / wall, "trained_per_hour": 3600 * len(trained) / wall,
-        "best_val_acc": max((t.user_attrs["val_acc"] for t in trained), default=float("nan")),
+        "best_val_acc": max((r.val_acc for r in trained), default=float("nan")),
     }
 
 

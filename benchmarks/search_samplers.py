@@ -19,13 +19,14 @@ from pathlib import Path
 from search_common import load, machine, run_fresh, summary
 
 from nasprune.report.tables import hypervolume_2d
+from nasprune.search.record import records
 
 SAMPLERS = ("random", "tpe", "nsga2")
 
 
 def hypervolume(study, budget: float) -> float:
-    ok = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE" and t.user_attrs.get("feasible")]
-    return hypervolume_2d([t.user_attrs["val_acc"] for t in ok], [t.user_attrs["mflops"] for t in ok], budget) / budget
+    ok = [r for r in records(study) if r.trained]
+    return hypervolume_2d([r.val_acc for r in ok], [r.mflops for r in ok], budget) / budget
 
 
 def main() -> None:

@@ -36,11 +36,11 @@ from nasprune.export import (
     architecture_rows,
     export,
     knee_index,
-    pareto_front,
     parse_formats,
     select_trial,
     staged_directory,
 )
+from nasprune.search.record import TrialRecord, pareto_front
 from nasprune.spec import ArchSpec
 from nasprune.train import evaluate
 
@@ -88,8 +88,14 @@ def test_knee_index_matches_hand_computation():
 
 def test_pareto_front_drops_dominated_and_sorts_by_mflops():
     study = _values_study(HAND)
-    front = pareto_front([t for t in study.trials if t.state == TrialState.COMPLETE and t.number != 5])
-    assert [t.number for t in front] == [0, 1, 2, 3]
+    front = pareto_front([TrialRecord.from_trial(t) for t in study.trials])  # 5: over budget, 6: pruned
+    assert [r.number for r in front] == [0, 1, 2, 3]
+
+
+def test_knee_of_a_front_with_duplicates_is_the_lowest_numbered():
+    study = _values_study({**HAND, 8: (0.88, 20.0, True)})  # the same point as trial 1
+    selection = select_trial(study, "knee")
+    assert selection.trial.number == 1 and "(5 trials)" in selection.reason  # duplicates stay on the front
 
 
 def test_select_best_knee_and_number():

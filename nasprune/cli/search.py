@@ -73,6 +73,7 @@ def _check_before_work(args: argparse.Namespace, recipe) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nasprune.search.recipe import load_recipe
+    from nasprune.search.record import records
     from nasprune.search.runner import RunOptions, format_pareto, pareto_table, run_search
     from nasprune.storage import redact_url
 
@@ -85,8 +86,7 @@ def run(args: argparse.Namespace) -> int:
                                            machine=args.machine, progress=not args.no_progress))
     study = result.study
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
-    feasible = sum(1 for t in study.get_trials(deepcopy=False)
-                   if t.state.name == "COMPLETE" and t.user_attrs.get("feasible"))
+    feasible = sum(1 for r in records(study) if r.trained)
     print(f"study {recipe.study!r} ({redact_url(result.url)}): {states.count('COMPLETE')} complete "
           f"({feasible} within {recipe.budget_mflops:g} MFLOPs), {states.count('PRUNED')} pruned, "
           f"{states.count('FAIL')} failed; {result.ran} finished in this run ({result.seconds:.0f} s)")

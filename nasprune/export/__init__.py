@@ -3,7 +3,8 @@
 Public API (private modules re-exported):
 
 * :func:`export` with :class:`ExportConfig` -> :class:`ExportResult` — what ``nasprune export`` runs.
-* :func:`select_trial`, :func:`pareto_front`, :func:`knee_index` — which trial (``best``, ``knee``, ``N``).
+* :func:`select_trial`, :func:`knee_index` — which trial (``best``, ``knee``, ``N``); the front and the
+  feasibility rule are :mod:`nasprune.search.record`'s.
 * :data:`FORMATS` / :func:`register_format` — the format registry (``json``, ``pt``, ``torchscript``, ``onnx``).
 * :func:`card_info` / :func:`render_card` — the model card's facts, then its Markdown.
 * :class:`Tolerance` / :func:`compare_outputs` — how close an exported file's outputs must be to PyTorch's.
@@ -17,7 +18,7 @@ from nasprune.export._export import DEFAULT_FORMATS, ExportConfig, ExportResult,
 from nasprune.export._formats import FORMATS, ExportContext, Format, parse_formats, register_format
 from nasprune.export._onnx import OnnxCheck, compare_onnx, export_onnx, ort_session
 from nasprune.export._outdir import staged_directory
-from nasprune.export._select import Selection, is_feasible, knee_index, pareto_front, select_trial
+from nasprune.export._select import Selection, knee_index, select_trial
 from nasprune.export._source import TrialSource, trial_source
 from nasprune.export._tolerance import Closeness, Tolerance, compare_outputs
 
@@ -43,10 +44,8 @@ __all__ = [
     "default_out",
     "export",
     "export_onnx",
-    "is_feasible",
     "knee_index",
     "ort_session",
-    "pareto_front",
     "parse_formats",
     "register_format",
     "render_card",

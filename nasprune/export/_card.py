@@ -23,6 +23,8 @@ RETRAIN_DATA = (("--data", "name"), ("--data-dir", "data_dir"), ("--subset", "su
 # the recipe sets it (`nasprune train` has TrainConfig's defaults, but for --lr with another optimizer than sgd).
 RETRAIN_TRAIN = (("--batch-size", "batch_size"), ("--optimizer", "optimizer"), ("--lr", "lr"),
                  ("--weight-decay", "weight_decay"), ("--label-smoothing", "label_smoothing"))
+# TrialRecord fields the card lists under "Search decisions" (those the trial has).
+SEARCH_FACTS = ("schedule", "width", "criterion", "downsample_layers", "se_blocks", "baseline")
 
 
 class LayerRow(NamedTuple):
@@ -136,7 +138,7 @@ def retrain_command(arch_path: str, source: TrialSource, seed: Any = None) -> st
 
 def find_seed(source: TrialSource, metadata: Mapping[str, Any]) -> Any:
     """The seed the child was trained with: checkpoint metadata, trial, then the study recipe's fine-tuning."""
-    for where in (metadata, metadata.get("train") or {}, source.attrs):
+    for where in (metadata, metadata.get("train") or {}, {"seed": source.record.seed}):
         if isinstance(where, Mapping) and where.get("seed") is not None:
             return where["seed"]
     return None if source.recipe is None else source.recipe.train_config("finetune").seed
@@ -159,25 +161,22 @@ def card_info(source: TrialSource, *, selection: str, checks: Mapping[str, Mappi
               metadata: Mapping[str, Any], export_command: str, storage: str) -> CardInfo:
     """Collect everything the card shows (no formatting here)."""
     from nasprune.cost import count
-    from nasprune.export._select import is_feasible
 
-    attrs = source.attrs
+    record = source.record
     cost = count(source.spec)
     seed = find_seed(source, metadata)
-    pruned = tuple((d["name"], int(d["before"]), int(d["after"])) for d in attrs.get("layers") or ()
-                   if isinstance(d, Mapping) and {"name", "before", "after"} <= set(d))
-    facts = {k: attrs[k] for k in ("schedule", "width", "criterion", "downsample_layers", "se_blocks", "baseline")
-             if k in attrs}
-    val = attrs.get("val_acc", source.trial.values[0] if source.trial.values else None)
+    pruned = tuple((d["name"], int(d["before"]), int(d["after"])) for d in record.layers)
+    facts = {k: list(v) if isinstance(v, tuple) else v for k in SEARCH_FACTS
+             if (v := getattr(record, k)) is not None}
     return CardInfo(
         title=f"{source.study_name} trial {source.number}", study=source.study_name, storage=storage,
         trial=source.number, selection=selection, spec_hash=source.spec.hash,
         deploy_resolution=source.deploy_resolution, train_resolution=source.train_resolution,
         in_channels=source.spec.in_channels, num_classes=source.spec.num_classes,
-        val_acc=None if val is None else float(val), macs=cost.macs, params=cost.params,
-        budget_mflops=source.study_attrs.get("budget_mflops"), feasible=is_feasible(source.trial),
+        val_acc=record.val_acc, macs=cost.macs, params=cost.params,
+        budget_mflops=source.study_attrs.get("budget_mflops"), feasible=record.feasible,
         layers=architecture_rows(source.spec, source.train_resolution), pruned=pruned, latency=tuple(latency),
-        latency_threads=latency_threads, latency_recorded_ms=attrs.get("latency_ms"), checks=dict(checks),
+        latency_threads=latency_threads, latency_recorded_ms=record.latency_ms, checks=dict(checks),
         files=tuple(files), recipe=None if source.recipe is None else source.recipe.to_dict(),
         data_name=str(source.recipe.data["name"]) if source.recipe else "DATA", seed=seed, search_facts=facts,
         export_command=export_command,

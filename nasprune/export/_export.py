@@ -194,8 +194,8 @@ def export(config: ExportConfig, *, log: Callable[[str], None] | None = None) ->
 
 
 def _log_selection(log: Callable[[str], None], selection: Selection, source: TrialSource) -> None:
-    attrs = source.attrs
-    acc = selection.trial.values[0]
-    mflops = attrs.get("mflops", selection.trial.values[1])
-    log(f"trial {source.number} of study {source.study_name!r}: {selection.reason}; val acc {100 * acc:.2f} %, "
-        f"{mflops:.2f} MFLOPs at {source.deploy_resolution}x{source.deploy_resolution}")
+    record = source.record
+    acc = "not trained" if record.val_acc is None else f"val acc {100 * record.val_acc:.2f} %"
+    mflops = "?" if record.mflops is None else f"{record.mflops:.2f}"
+    log(f"trial {source.number} of study {source.study_name!r}: {selection.reason}; {acc}, "
+        f"{mflops} MFLOPs at {source.deploy_resolution}x{source.deploy_resolution}")

@@ -108,13 +108,14 @@ def _write_json(ctx: ExportContext, path: Path) -> dict[str, Any]:
     spec = ctx.source.spec
     atomic_write_text(path, spec.to_json() + "\n")
     cost = count(ArchSpec.from_json(path.read_text()))
-    attrs = ctx.source.attrs
+    record = ctx.source.record
+    recorded = {"macs": record.macs, "params": record.params}
     for key, value in (("macs", cost.macs), ("params", cost.params)):
-        if key in attrs and int(attrs[key]) != value:
+        if recorded[key] is not None and recorded[key] != value:
             raise NaspruneError(f"arch.json rebuilds with {value:,} {key}, but trial {ctx.source.number} recorded "
-                                f"{int(attrs[key]):,}: the trial's child_spec and its costs disagree")
+                                f"{recorded[key]:,}: the trial's child_spec and its costs disagree")
     return {"macs": cost.macs, "params": cost.params, "resolution": spec.resolution, "hash": spec.hash,
-            "matches_trial": all(k in attrs for k in ("macs", "params"))}
+            "matches_trial": None not in recorded.values()}
 
 
 # -- pt ----------------------------------------------------------------------------------------------------------
@@ -137,11 +138,11 @@ def checkpoint_metadata(ctx: ExportContext) -> dict[str, Any]:
 
     src = ctx.source
     original = dict(getattr(ctx.model, "metadata", None) or {})
-    attrs = src.attrs
+    record = src.record
     keep = ("val_acc", "macs", "mflops", "params", "latency_ms", "schedule", "width", "criterion")
     data_config = _data_config(src, original)
     extra = {"data_config": data_config} if data_config else {}
-    return {**original, **extra, **{k: attrs[k] for k in keep if k in attrs},
+    return {**original, **extra, **{k: getattr(record, k) for k in keep if getattr(record, k) is not None},
             "study": src.study_name, "trial": src.number, "deploy_resolution": src.deploy_resolution,
             "train_resolution": src.train_resolution, "seed": find_seed(src, original), "arch_hash": src.spec.hash,
             "exported_by": "nasprune export"}

@@ -1,7 +1,8 @@
 """Which trial to export: ``best``, ``knee`` or a trial number, optionally under a tighter budget.
 
-Feasibility follows the study's own constraint (``trial.constraints``, all values ``<= 0``); trials written
-without one fall back to the ``feasible`` user attribute, then to ``mflops <= budget_mflops``.
+Trials are read through :class:`~nasprune.search.record.TrialRecord`: ``best`` and ``knee`` choose among the
+trained trials (complete, feasible by the record's rule, with an accuracy) whose MFLOPs are within
+``--budget``; ``knee`` is taken on :func:`~nasprune.search.record.pareto_front` (accuracy up, MFLOPs down).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ if TYPE_CHECKING:
     from optuna.study import Study
     from optuna.trial import FrozenTrial
 
-__all__ = ["Selection", "describe_numbers", "is_feasible", "knee_index", "pareto_front", "select_trial"]
+    from nasprune.search.record import TrialRecord
+
+__all__ = ["Selection", "describe_numbers", "knee_index", "select_trial"]
 
 
 class Selection(NamedTuple):
@@ -42,45 +45,18 @@ def describe_numbers(numbers: Sequence[int]) -> str:
     return ", ".join(parts)
 
 
-def _mflops(trial: FrozenTrial) -> float:
-    if "mflops" in trial.user_attrs:
-        return float(trial.user_attrs["mflops"])
-    return float(trial.values[1])
-
-
-def _accuracy(trial: FrozenTrial) -> float:
-    return float(trial.values[0])
-
-
-def is_feasible(trial: FrozenTrial, budget_mflops: float | None = None) -> bool:
-    """Within the study's constraint (and within ``budget_mflops`` when given)."""
-    constraints = trial.constraints
-    if constraints:
-        feasible = all(v <= 0.0 for v in constraints.values())
-    elif "feasible" in trial.user_attrs:
-        feasible = bool(trial.user_attrs["feasible"])
-    else:
-        feasible = True
-    return feasible and (budget_mflops is None or _mflops(trial) <= budget_mflops)
-
-
-def _completed(study: Study) -> list[FrozenTrial]:
+def _completed(study: Study) -> dict[int, tuple[FrozenTrial, TrialRecord]]:
+    """The completed trials with their records, by number."""
     from optuna.trial import TrialState
 
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+    from nasprune.search.record import TrialRecord
+
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return {t.number: (t, TrialRecord.from_trial(t)) for t in trials}
 
 
-def pareto_front(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """Trials no other trial beats on both accuracy (higher) and MFLOPs (lower), sorted by MFLOPs.
-
-    Of several trials with the same (MFLOPs, accuracy) only the lowest-numbered one is kept.
-    """
-    ordered = sorted(trials, key=lambda t: (_mflops(t), -_accuracy(t), t.number))
-    front: list[FrozenTrial] = []
-    for trial in ordered:  # cheapest first: a trial is on the front iff it beats every cheaper one
-        if not front or _accuracy(trial) > _accuracy(front[-1]):
-            front.append(trial)
-    return front
+def _within(record: TrialRecord, budget: float | None) -> bool:
+    return budget is None or (record.mflops is not None and record.mflops <= budget)
 
 
 def knee_index(points: Sequence[tuple[float, float]]) -> int:
@@ -100,29 +76,33 @@ def knee_index(points: Sequence[tuple[float, float]]) -> int:
     return max(range(len(points)), key=lambda i: (gains[i], -i))
 
 
-def _pool(study: Study, budget: float | None) -> list[FrozenTrial]:
-    pool = [t for t in _completed(study) if is_feasible(t, budget)]
+def _pool(study: Study, budget: float | None) -> tuple[dict[int, FrozenTrial], list[TrialRecord]]:
+    """The trained records within ``budget``, and the trials by number."""
+    completed = _completed(study)
+    pool = [r for _, r in completed.values() if r.trained and _within(r, budget)]
     if not pool:
         within = f" within {budget:g} MFLOPs" if budget is not None else ""
-        total = len(_completed(study))
         raise NaspruneError(
-            f"study {study.study_name!r} has no feasible completed trial{within} ({total} completed): "
+            f"study {study.study_name!r} has no feasible completed trial{within} ({len(completed)} completed): "
             "run more trials ('nasprune search') or pass a larger --budget / an explicit --trial N"
         )
-    return pool
+    return {n: t for n, (t, _) in completed.items()}, pool
 
 
 def _select_best(study: Study, budget: float | None) -> Selection:
-    pool = _pool(study, budget)
-    best = min(pool, key=lambda t: (-_accuracy(t), _mflops(t), t.number))
+    trials, pool = _pool(study, budget)
+    best = min(pool, key=lambda r: (-r.val_acc, r.mflops, r.number))
     plural = "s" if len(pool) != 1 else ""
-    return Selection(best, "best", f"most accurate of {len(pool)} feasible trial{plural}")
+    return Selection(trials[best.number], "best", f"most accurate of {len(pool)} feasible trial{plural}")
 
 
 def _select_knee(study: Study, budget: float | None) -> Selection:
-    front = pareto_front(_pool(study, budget))
-    i = knee_index([(_mflops(t), _accuracy(t)) for t in front])
-    return Selection(front[i], "knee", f"knee of the feasible Pareto front ({len(front)} trials)")
+    from nasprune.search.record import ACCURACY_COST, pareto_front
+
+    trials, pool = _pool(study, budget)
+    front = pareto_front(pool, ACCURACY_COST)
+    i = knee_index([(r.mflops, r.val_acc) for r in front])
+    return Selection(trials[front[i].number], "knee", f"knee of the feasible Pareto front ({len(front)} trials)")
 
 
 def _select_number(study: Study, number: int, budget: float | None) -> Selection:
@@ -132,13 +112,15 @@ def _select_number(study: Study, number: int, budget: float | None) -> Selection
         raise NaspruneError(f"trial {number} does not exist in study {study.study_name!r}: "
                             f"trials are {describe_numbers(list(by_number))}")
     trial = by_number[number]
-    completed = [t.number for t in _completed(study)]
+    completed = _completed(study)
     if number not in completed:
         raise NaspruneError(f"trial {number} of study {study.study_name!r} is {trial.state.name}, not COMPLETE: "
-                            f"completed trials are {describe_numbers(completed)}")
-    if budget is not None and _mflops(trial) > budget:
-        raise NaspruneError(f"trial {number} needs {_mflops(trial):.2f} MFLOPs, over --budget {budget:g}")
-    state = "feasible" if is_feasible(trial) else "over the study's budget"
+                            f"completed trials are {describe_numbers(list(completed))}")
+    record = completed[number][1]
+    if not _within(record, budget):
+        needs = "an unknown number of" if record.mflops is None else f"{record.mflops:.2f}"
+        raise NaspruneError(f"trial {number} needs {needs} MFLOPs, over --budget {budget:g}")
+    state = "feasible" if record.feasible else "over the study's budget"
     return Selection(trial, "number", f"trial {number} as requested ({state})")
 
 

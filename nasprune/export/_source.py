@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from nasprune.builder import NasNet
     from nasprune.search.recipe import Recipe
+    from nasprune.search.record import TrialRecord
 
 __all__ = ["TrialSource", "artifacts_dir", "load_trained_model", "trial_source"]
 
@@ -44,7 +45,15 @@ class TrialSource:
 
     @property
     def attrs(self) -> dict[str, Any]:
+        """The raw user attributes; read them through :attr:`record`."""
         return self.trial.user_attrs
+
+    @cached_property
+    def record(self) -> TrialRecord:
+        """The trial as :class:`~nasprune.search.record.TrialRecord` reads it."""
+        from nasprune.search.record import TrialRecord
+
+        return TrialRecord.from_trial(self.trial)
 
     @property
     def train_spec(self) -> ArchSpec:
@@ -65,7 +74,9 @@ class TrialSource:
 
 
 def _child_spec(study_name: str, trial: FrozenTrial) -> ArchSpec:
-    raw = trial.user_attrs.get("child_spec")
+    from nasprune.search.record import TrialRecord
+
+    raw = TrialRecord.from_trial(trial).child_spec
     if raw is None:
         raise NaspruneError(f"trial {trial.number} of study {study_name!r} has no 'child_spec' attribute: "
                             "it was not written by 'nasprune search'")
@@ -126,7 +137,7 @@ def _fetch(source: TrialSource, store_dir: Path | None, dest: Path, retrain: str
     from optuna.artifacts import FileSystemArtifactStore
     from optuna.artifacts.exceptions import ArtifactNotFound
 
-    artifact_id = source.attrs.get("artifact_id")
+    artifact_id = source.record.artifact_id
     if not artifact_id:
         raise missing_weights(source, "no 'artifact_id' attribute", retrain)
     if store_dir is None:
@@ -157,7 +168,7 @@ def load_trained_model(source: TrialSource, store_dir: Path | None, scratch: Pat
     found = model.spec.replace(resolution=source.deploy_resolution)
     if found.hash != source.spec.hash:
         raise NaspruneError(
-            f"trial {source.number}'s checkpoint (artifact {source.attrs.get('artifact_id')}) holds spec "
+            f"trial {source.number}'s checkpoint (artifact {source.record.artifact_id}) holds spec "
             f"{found.hash}, not the trial's child_spec {source.spec.hash}: the study is inconsistent"
         )
     model.spec = source.train_spec

@@ -27,6 +27,7 @@ from typing import Any
 from nasprune.search.constraints import record_constraints
 from nasprune.search.parents import ParentCache
 from nasprune.search.recipe import Recipe
+from nasprune.search.record import TrialRecord
 from nasprune.search.space import Candidate, Design, drop_se, resolve
 
 __all__ = ["Objective", "data_shape", "strip_se"]
@@ -93,7 +94,7 @@ class Objective:
         start = time.perf_counter()
         recipe = self.recipe
         cand = recipe.space.sample(trial)
-        mode = "per_trial" if trial.user_attrs.get("baseline") else recipe.parent_mode
+        mode = "per_trial" if TrialRecord.from_trial(trial).baseline else recipe.parent_mode
         in_channels, num_classes = self.shape
         design = resolve(recipe.space, cand, mode=mode, resolution=recipe.deploy_resolution,
                          num_classes=num_classes, in_channels=in_channels)
@@ -169,7 +170,7 @@ class Objective:
                 return
             finished = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
                                                                       optuna.trial.TrialState.PRUNED))
-            peers = [t.user_attrs["val_acc_history"] for t in finished if t.user_attrs.get("val_acc_history")]
+            peers = [r.val_acc_history for r in map(TrialRecord.from_trial, finished) if r.val_acc_history]
             if should_stop(cfg, epoch, val_acc, peers):
                 trial.set_user_attr("val_acc", val_acc)
                 raise optuna.TrialPruned(f"val acc {val_acc:.4f} at fine-tune epoch {epoch} ({cfg.name})")

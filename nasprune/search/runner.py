@@ -202,7 +202,9 @@ def enqueue_baselines(study, recipe: Recipe, shape: tuple[int, int]) -> list[str
     space = recipe.space
     if space.ratio_low > 0:
         return []
-    done = {t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)}
+    from nasprune.search.record import records
+
+    done = {r.baseline for r in records(study)}
     names = []
     for zoo_name, schedule, se in BASELINES[space.family]:
         if schedule not in space.schedules:
@@ -226,25 +228,23 @@ def enqueue_baselines(study, recipe: Recipe, shape: tuple[int, int]) -> list[str
 
 
 # -- progress and results --------------------------------------------------------------------------------------
-def _feasible_complete(trials) -> list:
-    return [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("feasible")]
+def _study_front(study, recs) -> list:
+    """The trained records on the front of the study's own objectives (its ``values``), by MFLOPs."""
+    from nasprune.search.record import pareto_front, study_objectives
 
-
-def pareto_trials(study) -> list:
-    """Feasible, complete, Pareto-optimal trials (Optuna's ``best_trials`` with constraints), by MFLOPs."""
-    trials = [t for t in study.best_trials if t.user_attrs.get("feasible")]
-    return sorted(trials, key=lambda t: t.user_attrs["mflops"])
+    return pareto_front(recs, study_objectives(study))
 
 
 def pareto_table(study):
     """A pandas table of the Pareto front: trial, accuracy, MFLOPs, params, latency, schedule, width, SE."""
     import pandas as pd
 
-    rows = [{"trial": t.number, "val_acc": t.user_attrs.get("val_acc"), "mflops": t.user_attrs["mflops"],
-             "params": t.user_attrs["params"], "latency_ms": t.user_attrs.get("latency_ms"),
-             "schedule": t.user_attrs["schedule"], "width": t.user_attrs["width"],
-             "se_count": t.user_attrs["se_count"], "baseline": t.user_attrs.get("baseline", "")}
-            for t in pareto_trials(study)]
+    from nasprune.search.record import records
+
+    rows = [{"trial": r.number, "val_acc": r.val_acc, "mflops": r.mflops, "params": r.params,
+             "latency_ms": r.latency_ms, "schedule": r.schedule, "width": r.width, "se_count": r.se_count,
+             "baseline": r.baseline or ""}
+            for r in _study_front(study, records(study))]
     return pd.DataFrame(rows, columns=["trial", "val_acc", "mflops", "params", "latency_ms", "schedule", "width",
                                        "se_count", "baseline"])
 
@@ -271,13 +271,15 @@ class Progress:
         self.done = initial
 
     def update(self, study) -> None:
-        trials = study.get_trials(deepcopy=False)
-        done = sum(1 for t in trials if t.state.name in FINISHED)
-        feasible = _feasible_complete(trials)
-        best = max((t.user_attrs.get("val_acc", 0.0) for t in feasible), default=None)
+        from nasprune.search.record import records
+
+        recs = records(study)
+        done = sum(1 for r in recs if r.state.name in FINISHED)
+        trained = [r for r in recs if r.trained]
+        best = max((r.val_acc for r in trained), default=None)
         self.bar.n = min(done, self.bar.total)
-        self.bar.set_postfix_str(f"feasible {len(feasible)}, best {'-' if best is None else f'{best:.2%}'}, "
-                                 f"pareto {len(pareto_trials(study)) if feasible else 0}")  # also redraws
+        self.bar.set_postfix_str(f"feasible {len(trained)}, best {'-' if best is None else f'{best:.2%}'}, "
+                                 f"pareto {len(_study_front(study, trained))}")  # also redraws
         self.done = done
 
     def close(self) -> None:

@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from nasprune.search.constraints import named_constraints
+from nasprune.search.record import TrialRecord
 
 __all__ = ["trials_frame", "trials_records"]
 
@@ -19,8 +19,10 @@ def _objective_names(study) -> list[str]:
 
 
 def trials_frame(study, *, encode: bool = True):
-    """One row per trial; columns ``number, state, values_<objective>, constraint_<name>, params_<name>,
-    user_attrs_<key>, duration_s``. With ``encode``, list and dict attributes become JSON strings (for CSV)."""
+    """One row per trial; columns ``number, state, values_<objective>, constraint_<name>, feasible, trained,
+    params_<name>, user_attrs_<key>, duration_s`` (``feasible`` and ``trained``: the rules of
+    :class:`~nasprune.search.record.TrialRecord`). With ``encode``, list and dict attributes become JSON strings
+    (for CSV)."""
     frame = study.trials_dataframe(attrs=ATTRS, multi_index=False)
     if frame.empty:
         return frame
@@ -28,11 +30,13 @@ def trials_frame(study, *, encode: bool = True):
     frame = frame.rename(columns={f"values_{i}": f"values_{n}" for i, n in enumerate(names)})
     if "values" in frame.columns:  # a single-objective study
         frame = frame.rename(columns={"values": f"values_{names[0]}"})
-    constraints = [named_constraints(t) for t in study.get_trials(deepcopy=False)]
-    keys = sorted({k for c in constraints for k in c})
+    records = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
+    keys = sorted({k for r in records for k in r.constraints})
     position = frame.columns.get_loc(f"values_{names[-1]}") + 1 if f"values_{names[-1]}" in frame else 2
+    frame.insert(position, "trained", [r.trained for r in records])
+    frame.insert(position, "feasible", [r.feasible for r in records])
     for key in reversed(keys):
-        frame.insert(position, f"constraint_{key}", [c.get(key, math.nan) for c in constraints])
+        frame.insert(position, f"constraint_{key}", [r.constraints.get(key, math.nan) for r in records])
     if "duration" in frame.columns:
         frame["duration"] = frame["duration"].dt.total_seconds()
         frame = frame.rename(columns={"duration": "duration_s"})
