@@ -227,3 +227,21 @@ def test_records_of_a_study_by_state():
     assert [r.number for r in records(study)] == [0, 1, 2, 3]
     assert [r.number for r in records(study, (TrialState.COMPLETE,))] == [0, 3]
     assert list(itertools.compress(range(4), (r.trained for r in records(study)))) == [0, 3]
+
+
+def test_report_search_and_export_read_one_front():
+    from report_study import PARETO, TRAINED, create_study
+
+    from nasprune.export import select_trial
+    from nasprune.report import build_tables
+    from nasprune.search.runner import pareto_table
+    from nasprune.search.table import trials_frame
+
+    study = create_study(None)  # in memory: 6 trained, 2 over budget, 1 stopped early, 1 failed
+    tables = build_tables(study)
+    assert tables.pareto["number"].tolist() == pareto_table(study)["trial"].tolist() == PARETO
+    assert select_trial(study, "knee").trial.number in PARETO
+    assert select_trial(study, "best").trial.number == max(TRAINED, key=lambda n: TRAINED[n][0])
+    trained = set(tables.trials.loc[tables.trials["trained"], "number"])
+    frame = trials_frame(study)
+    assert trained == set(frame.loc[frame["trained"], "number"]) == set(TRAINED)
