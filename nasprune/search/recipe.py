@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nasprune.errors import NaspruneError
 from nasprune.schema import Lazy, SchemaError, dump, field_keys, invalid, mapping_keys, read, rule
 from nasprune.search.shipped import RECIPES
 from nasprune.search.space import SearchSpace, load_space, parse_space, read_yaml
@@ -61,6 +62,9 @@ def _objectives_ok(names: tuple[str, ...]) -> bool:
 
 def _finetune_probe(values: dict[str, Any]) -> Any:
     """The fine-tuning's TrainConfig, where 0 epochs is allowed (prune, recalibrate BN, evaluate)."""
+    if values.get("epochs", 1) < 0:  # an integer already (type-checked first)
+        raise NaspruneError(f"epochs={values['epochs']!r} is invalid: expected an integer >= 0 (0: prune, "
+                            "recalibrate BN and evaluate)")
     return TRAIN_CONFIG.value(**({**values, "epochs": 1} if values.get("epochs") == 0 else values))
 
 
