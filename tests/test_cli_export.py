@@ -143,9 +143,10 @@ def _bad_cases(study, nothing_url: str, tmp_path: Path) -> dict[str, tuple[list[
         "wrong store": ([*base, "--artifacts", str(empty)],
                         "trial 0 of study 'tiny' has no trained weights (artifact "),
         "unwritable (parent is a file)": ([*base, "--format", "json", "--out", str(blocker / "x")],
-                                          f"cannot write the export to '{blocker / 'x'}': Not a directory"),
+                                          f"--out '{blocker / 'x'}' cannot be created: '{blocker}' is a file, not a "
+                                          "directory: expected a path under a directory"),
         "out is a file": ([*base, "--out", str(blocker)],
-                          f"--out '{blocker}' exists and is not a directory: choose another path"),
+                          f"--out '{blocker}' is a file: expected a directory (existing or to be created)"),
         "unknown format": ([*base, "--format", "json,tflite"],
                            "--format 'tflite' is invalid: expected a comma-separated list of json, pt, torchscript, "
                            "onnx"),
