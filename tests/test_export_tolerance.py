@@ -136,3 +136,10 @@ def test_tolerance_refuses_bad_fields(kwargs):
 
 def test_default_is_rtol_1e_4_atol_1e_5():
     assert Tolerance() == Tolerance(rtol=1e-4, atol=1e-5) and Tolerance().flag == "0.0001,1e-05"
+
+
+def test_export_refuses_a_bare_number_as_tolerance():
+    from nasprune.export import ExportConfig, export
+
+    with pytest.raises(NaspruneError, match=r"^tolerance=0.0001 is invalid: expected a Tolerance\(rtol=, atol=\)$"):
+        export(ExportConfig(study="s", storage="sqlite:///nowhere.db", tolerance=1e-4))

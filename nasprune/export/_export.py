@@ -170,6 +170,8 @@ def export(config: ExportConfig, *, log: Callable[[str], None] | None = None) ->
     if config.onnx_exporter not in ONNX_EXPORTERS:
         raise NaspruneError(f"--onnx-exporter {config.onnx_exporter!r} is invalid: expected one of "
                             f"{', '.join(ONNX_EXPORTERS)}")
+    if not isinstance(config.tolerance, Tolerance):
+        raise NaspruneError(f"tolerance={config.tolerance!r} is invalid: expected a Tolerance(rtol=, atol=)")
     config = dataclasses.replace(config, formats=formats)
     url = config.storage or default_storage_url(config.study)
     study = load_study(config.study, url)
