@@ -161,7 +161,7 @@ def test_figures_hold_one_point_per_row(tables, study):
     sections = {s.key: s for s in build_sections(tables, study)}
     front = sections["pareto_front"].figure
     assert sum(len(t.x) for t in front.data) == len(tables.trials) + len(tables.pareto)
-    assert [t.name for t in front.data][-1] == "over budget (not trained)"
+    assert [t.name for t in front.data][-1] == "infeasible (not trained: over budget or below the band)"
     assert sorted(front.data[-1].x) == [47.0, 55.0]
     channels = sections["channels"].figure
     assert sum(len(t.y) for t in channels.data) == 2 * len(tables.layers)

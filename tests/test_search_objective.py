@@ -18,7 +18,8 @@ from nasprune.search.space import FixedParams, load_space, resolve
 RECIPE = {"budget_mflops": 8, "data": {"name": "synthetic", "resolution": 16, "subset": 120, "val_size": 60},
           "space": "fd_mobilenet", "space_overrides": {"free_placement": None, "width": [0.25, 0.5]},
           "parent": {"epochs": 1, "batch_size": 60, "lr": 0.05, "sparsity_lambda": 1e-4},
-          "finetune": {"epochs": 1, "batch_size": 60, "lr": 0.02}, "latency": {"runs": 2}}
+          "finetune": {"epochs": 1, "batch_size": 60, "lr": 0.02}, "latency": {"runs": 2},
+          "budget_floor": 0}  # the trial as sampled (the band has its own tests: test_search_band, _seeds)
 
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")  # far faster than 2 threads on a busy 2-core VM

@@ -190,7 +190,7 @@ def test_every_shipped_space_with_overrides_round_trips(space_name):
                       "objectives": ["val_acc", "mflops", "params"], "parent": {"mode": "shared", "lr": 0.2},
                       "finetune": {"epochs": 0}, "pruner": {"name": "successive_halving", "reduction": 2},
                       "latency": {"runs": 3}}, "r.yaml")
-    assert r.space.free is None and r.space.widths == (0.5, 1.0)
+    assert all(m.free is None for m in r.space.members.values()) and r.space.widths == (0.5, 1.0)
     assert Recipe.from_dict(_stored(r)) == r
 
 

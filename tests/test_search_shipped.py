@@ -21,7 +21,7 @@ def elsewhere(tmp_path, monkeypatch):
 def test_bare_names_fall_back_to_the_shipped_files(elsewhere):
     assert find_space("fd_mobilenet") == SPACES.shipped() / "fd_mobilenet.yaml"
     assert find_recipe(None) == find_recipe("quickstart") == RECIPES.shipped() / "quickstart.yaml"
-    assert SPACES.names() == ["fd_mobilenet", "mobilenet_v3"] and RECIPES.names() == ["quickstart"]
+    assert SPACES.names() == ["fd_mobilenet", "mobilenet_v3", "mobilenets"] and RECIPES.names() == ["quickstart"]
 
 
 def test_the_working_directory_comes_before_the_shipped_files(elsewhere):
@@ -43,7 +43,7 @@ def test_the_working_directory_comes_before_the_shipped_files(elsewhere):
 
 def test_not_found_names_what_was_tried_and_what_exists(elsewhere):
     with pytest.raises(NaspruneError, match=r"^space 'nope' not found \(tried .*/search_spaces/nope\.yaml.*\): "
-                                            r"expected a YAML file or one of fd_mobilenet, mobilenet_v3$"):
+                                            r"expected a YAML file or one of fd_mobilenet, mobilenet_v3, mobilenets$"):
         find_space("nope")
     with pytest.raises(NaspruneError, match=r"^recipe 'nope\.yaml' not found \(tried nope\.yaml\): .* quickstart$"):
         find_recipe("nope.yaml")
@@ -52,7 +52,7 @@ def test_not_found_names_what_was_tried_and_what_exists(elsewhere):
 def test_no_recipe_given_is_named_quickstart_when_missing(elsewhere, monkeypatch):
     # a shelf that ships spaces but no recipes: the default recipe is missing, and the message says which one
     monkeypatch.setattr(recipe_module, "RECIPES", Shelf(what="recipe", folder="studies", package=SPACES.package))
-    with pytest.raises(NaspruneError, match=r"^recipe 'quickstart' not found .*one of fd_mobilenet, mobilenet_v3$"):
+    with pytest.raises(NaspruneError, match=r"^recipe 'quickstart' not found .*one of fd_mobilenet, mobilenet_v3, mobilenets$"):
         find_recipe(None)
 
 

@@ -55,6 +55,14 @@ def nonnegative_float(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """A number in [0, 1) (e.g. ``--budget-floor``)."""
+    value = nonnegative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text} is invalid: expected a number in [0, 1)")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)

@@ -7,6 +7,7 @@ import argparse
 from nasprune.cli.choices import registry
 from nasprune.cli.common import (
     SEED_MAX,
+    fraction,
     int_between,
     nonnegative_int,
     positive_float,
@@ -50,6 +51,11 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=seed_int, default=None, help="sampler and training seed")
     p.add_argument("--with-baselines", action="store_true", default=None,
                    help="also train FD-MobileNet / MobileNet at standard widths that fit the budget")
+    p.add_argument("--budget-floor", type=fraction, default=None, metavar="F",
+                   help="scale every child into [F, 1] x budget before training (0 turns the band off; "
+                        "default: the recipe's, 0.85)")
+    p.add_argument("--no-seed-designs", dest="seed_designs", action="store_false", default=None,
+                   help="do not start the study with the space's hand designs and their pruned versions")
     p.add_argument("--artifacts", default=None, metavar="DIR",
                    help="trained parents and children (default: beside the study's database)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -80,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, budget_mflops=args.budget, trials=args.trials, study=args.study,
                          storage=args.storage, space=args.space, data_name=args.data, data_dir=args.data_dir,
                          sampler=args.sampler, seed=args.seed, with_baselines=args.with_baselines,
-                         artifacts=args.artifacts)
+                         artifacts=args.artifacts, budget_floor=args.budget_floor,
+                         seed_designs=args.seed_designs)
     _check_before_work(args, recipe)
     result = run_search(recipe, RunOptions(workers=args.workers, timeout=args.timeout, threads=args.threads,
                                            machine=args.machine, progress=not args.no_progress))

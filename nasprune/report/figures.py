@@ -21,6 +21,8 @@ __all__ = ["PARALLEL_PARAMS", "SCHEDULE_COLORS", "SECTIONS", "TOP_PARAMS", "Sect
            "ranked_params"]
 
 SCHEDULE_COLORS = {"fast": "#1f77b4", "slow": "#ff7f0e", "custom": "#2ca02c", "": "#7f7f7f"}
+FAMILY_SCHEDULE_COLORS = {"dws fast": "#1f77b4", "dws slow": "#ff7f0e", "dws custom": "#2ca02c",
+                          "ir fast": "#17becf", "ir slow": "#d62728", "ir custom": "#8c564b"}
 STATUS_STYLE = {  # legend label, marker
     "pareto": ("Pareto-optimal", {"color": "#d62728", "size": 11, "line": {"color": "#000", "width": 1}}),
     "dominated": ("dominated", {"color": "#6c8ebf", "size": 7, "opacity": 0.75}),
@@ -89,7 +91,7 @@ def pareto_front_figure(tables: ReportTables, study: optuna.Study) -> go.Figure:
     if n_rows == 2:
         _add_untrained_strip(fig, untrained)
     if tables.budget_mflops is not None:
-        _add_budget_line(fig, tables.budget_mflops)
+        _add_budget_line(fig, tables.budget_mflops, tables.budget_floor)
     if with_acc.empty:  # nothing trained yet: keep the accuracy axis meaningful
         fig.update_yaxes(range=[0, 1], row=1, col=1)
     fig.update_yaxes(title_text="validation accuracy", tickformat=".0%", row=1, col=1)
@@ -103,13 +105,19 @@ def pareto_front_figure(tables: ReportTables, study: optuna.Study) -> go.Figure:
 def _add_untrained_strip(fig: go.Figure, untrained: pd.DataFrame) -> None:
     """Over-budget trials have no accuracy: ticks at their MFLOPs in a strip under the plot."""
     fig.add_trace(go.Scatter(x=untrained["mflops"].tolist(), y=[0] * len(untrained), mode="markers",
-                             name="over budget (not trained)",
+                             name="infeasible (not trained: over budget or below the band)",
                              marker={"color": "#999", "symbol": "line-ns-open", "size": 12},
                              text=[_hover(r) for r in untrained.itertuples()], hoverinfo="text"), row=2, col=1)
     fig.update_yaxes(visible=False, row=2, col=1)
 
 
-def _add_budget_line(fig: go.Figure, budget: float) -> None:
+def _add_budget_line(fig: go.Figure, budget: float, floor: float = 0.0) -> None:
+    if floor > 0:  # the band every searched child is scaled into
+        fig.add_vrect(x0=floor * budget, x1=budget, fillcolor="#d62728", opacity=0.08, line_width=0, row="all",
+                      col=1)
+        fig.add_annotation(x=math.log10(floor * budget), y=1, yref="y domain", xanchor="right", yanchor="top",
+                           showarrow=False, text=f"band {floor:g}-1 x budget ", font={"color": "#d62728"},
+                           row=1, col=1)
     fig.add_vline(x=budget, line={"color": "#d62728", "dash": "dash", "width": 1}, row="all", col=1)
     # on a log axis a shape takes the value itself but an annotation its log10
     fig.add_annotation(x=math.log10(budget), y=0, yref="y domain", xanchor="right", yanchor="bottom", showarrow=False,
@@ -121,8 +129,10 @@ def accuracy_cost_figure(tables: ReportTables, study: optuna.Study) -> go.Figure
     trained = _trained(tables.trials)
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.05,
                         subplot_titles=("against CPU latency (batch 1)", "against parameters"))
-    for schedule, rows in trained.groupby("schedule", sort=True):
-        color = SCHEDULE_COLORS.get(schedule, "#9467bd")
+    mixed = trained["family"].nunique() > 1  # a two-family study: colour by family and schedule
+    groups = trained["family"] + " " + trained["schedule"] if mixed else trained["schedule"]
+    for schedule, rows in trained.groupby(groups, sort=True):
+        color = FAMILY_SCHEDULE_COLORS.get(schedule, "#9467bd") if mixed else SCHEDULE_COLORS.get(schedule, "#9467bd")
         symbols = ["diamond" if b else "circle" for b in rows["baseline"]]
         for col, x in ((1, "latency_ms"), (2, "params")):
             sub = rows[rows[x].notna()]
@@ -133,7 +143,7 @@ def accuracy_cost_figure(tables: ReportTables, study: optuna.Study) -> go.Figure
     fig.update_yaxes(title_text="validation accuracy", tickformat=".0%", row=1, col=1)
     fig.update_xaxes(title_text="latency (ms)", row=1, col=1)
     fig.update_xaxes(title_text="parameters", row=1, col=2)
-    fig.update_layout(**LAYOUT, height=430, legend={"title": {"text": "schedule"}})
+    fig.update_layout(**LAYOUT, height=430, legend={"title": {"text": "family, schedule" if mixed else "schedule"}})
     return fig
 
 

@@ -34,7 +34,8 @@ STATUSES: tuple[str, ...] = ("pareto", "dominated", "over budget", "stopped earl
 
 TRIAL_COLUMNS: tuple[str, ...] = (
     "number", "state", "status", "feasible", "trained", "pareto", "baseline", "val_acc", "mflops", "macs", "params",
-    "latency_ms", "latency_ort_ms", "schedule", "width", "se_count", "se_blocks", "downsample_layers", "criterion",
+    "latency_ms", "latency_ort_ms", "family", "schedule", "seed_design", "width", "se_count", "se_blocks",
+    "downsample_layers", "criterion",
     "constraint",
 )
 
@@ -46,6 +47,8 @@ class ReportTables:
     Attributes:
         study_name: the study's name.
         budget_mflops: the study's budget (``user_attrs["budget_mflops"]``), or ``None`` without one.
+        budget_floor: the budget band's lower end as a fraction of the budget (``user_attrs["budget_floor"]``;
+            0 for a study without the band).
         objectives: objective names, from the study's ``objectives`` attribute or ``value0, value1, ...``.
         trials: one row per finished trial (complete, or stopped early by a pruner), ``TRIAL_COLUMNS``.
         pareto: the Pareto-optimal feasible trials sorted by MFLOPs, with the command that exports each.
@@ -62,6 +65,7 @@ class ReportTables:
 
     study_name: str
     budget_mflops: float | None
+    budget_floor: float
     objectives: tuple[str, ...]
     trials: pd.DataFrame
     pareto: pd.DataFrame
@@ -116,7 +120,8 @@ def build_tables(study: optuna.Study, *, storage_arg: str | None = None) -> Repo
     objectives = objective_names(study)
     importance, note = _importance_frame(trained_study(study, trials, objectives), objectives)
     return ReportTables(
-        study_name=study.study_name, budget_mflops=budget, objectives=objectives, trials=trials,
+        study_name=study.study_name, budget_mflops=budget,
+        budget_floor=float(study.user_attrs.get("budget_floor") or 0.0), objectives=objectives, trials=trials,
         pareto=pareto, hypervolume=_hypervolume_frame(trials, reference), layers=_layers_frame(pareto_trials),
         features=_features_frame(pareto_trials), reference_mflops=reference, importance=importance,
         importance_note=note, state_counts={s.name: n for s, n in counts.items()},
@@ -144,7 +149,8 @@ def _trial_row(r: TrialRecord) -> dict:
         "number": r.number, "state": r.state.name, "feasible": r.feasible, "trained": r.trained,
         "baseline": r.baseline or "", "val_acc": _nan(r.val_acc), "mflops": _nan(r.mflops), "macs": _nan(r.macs),
         "params": _nan(r.params), "latency_ms": _nan(r.latency_ms),
-        "latency_ort_ms": _nan(r.latency_ort_ms), "schedule": r.schedule or "",
+        "latency_ort_ms": _nan(r.latency_ort_ms), "family": r.family or "", "schedule": r.schedule or "",
+        "seed_design": r.seed_design or "",
         "width": _nan(r.width), "se_count": _nan(r.se_count), "se_blocks": _join(r.se_blocks),
         "downsample_layers": _join(r.downsample_layers), "criterion": r.criterion or "",
         "constraint": _nan(r.constraint),

@@ -24,13 +24,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nasprune.search.band import band_design
 from nasprune.search.constraints import record_constraints
 from nasprune.search.parents import ParentCache
 from nasprune.search.recipe import Recipe
 from nasprune.search.record import TrialRecord
+from nasprune.search.seeds import PRUNED_SEED_SUFFIX
 from nasprune.search.space import Candidate, Design, drop_se, resolve
 
-__all__ = ["Objective", "data_shape", "strip_se"]
+__all__ = ["Objective", "band_floor", "data_shape", "strip_se"]
 
 
 def data_shape(recipe: Recipe, data=None) -> tuple[int, int]:
@@ -94,15 +96,26 @@ class Objective:
         start = time.perf_counter()
         recipe = self.recipe
         cand = recipe.space.sample(trial)
-        mode = "per_trial" if TrialRecord.from_trial(trial).baseline else recipe.parent_mode
+        given = TrialRecord.from_trial(trial)
+        mode = "per_trial" if given.baseline else recipe.parent_mode
         in_channels, num_classes = self.shape
         design = resolve(recipe.space, cand, mode=mode, resolution=recipe.deploy_resolution,
                          num_classes=num_classes, in_channels=in_channels)
+        asked = design.ratios
+        floor = band_floor(recipe, given)
+        design, fit = band_design(design, recipe.budget_mflops, floor,
+                                  se_ratio=recipe.space.member(cand.family).se_ratio)
         cost = _count(design.child)
         mflops = cost.macs / 1e6
         _record_design(trial, cand, design, cost, mode)
-        over = mflops - recipe.budget_mflops
-        record_constraints(trial, {"budget": over})
+        trial.set_user_attr("ratios_asked", asked)
+        trial.set_user_attr("ratios_got", design.ratios)
+        trial.set_user_attr("keep_scale", fit.scale)
+        constraints = {"budget": mflops - recipe.budget_mflops}
+        if floor > 0:  # its own key: a structure that cannot reach the band is told apart from one over budget
+            constraints["band"] = floor * recipe.budget_mflops - mflops
+        record_constraints(trial, constraints)
+        over = max(constraints.values())
         trial.set_user_attr("feasible", over <= 0)
         if over > 0:
             trial.set_user_attr("seconds", time.perf_counter() - start)
@@ -137,7 +150,7 @@ class Objective:
         trial.set_user_attr("parent_seconds", time.perf_counter() - t0)
         model = strip_se(parent, design.drop_se)
         keep = select_per_layer(compute_scores(model, cand.criterion, seed=self.recipe.seed), design.ratios)
-        child = prune_model(model, keep, se_ratio=self.recipe.space.se_ratio)  # as resolve() counted it
+        child = prune_model(model, keep, se_ratio=self.recipe.space.member(cand.family).se_ratio)  # as counted
         if child.spec.hash != design.child.hash:  # the counted network must be the trained one
             raise RuntimeError(f"pruned network {child.spec.hash} differs from the counted child {design.child.hash}")
         t1 = time.perf_counter()
@@ -228,6 +241,14 @@ class Objective:
             Path(name).unlink(missing_ok=True)
 
 
+def band_floor(recipe: Recipe, given: TrialRecord) -> float:
+    """The band's floor for a trial: the recipe's, except 0 for a baseline and an unpruned seed design (a hand
+    design is trained as it is, not scaled)."""
+    if given.baseline or (given.seed_design and not given.seed_design.endswith(PRUNED_SEED_SUFFIX)):
+        return 0.0
+    return recipe.budget_floor
+
+
 def _count(spec):
     """fvcore MACs at the spec's resolution, traced on one thread (tiny work; several threads only contend)."""
     from nasprune.cost import count
@@ -243,7 +264,8 @@ def _record_design(trial, cand: Candidate, design: Design, cost, mode: str) -> N
     child = design.child
     attrs = {
         "macs": int(cost.macs), "params": int(cost.params), "mflops": cost.macs / 1e6,
-        "schedule": cand.schedule, "downsample_layers": child.downsample_layers(), "width": float(cand.width),
+        "family": cand.family, "schedule": cand.schedule, "downsample_layers": child.downsample_layers(),
+        "width": float(cand.width),
         "se_blocks": list(cand.se_blocks), "se_count": child.se_count, "criterion": cand.criterion,
         "layers": layer_report(design.parent, child), "feature_sizes": child.feature_sizes(),
         "child_spec": child.to_dict(), "parent_hash": design.parent.hash, "parent_mode": mode,

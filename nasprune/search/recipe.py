@@ -27,6 +27,7 @@ from typing import Any
 
 from nasprune.errors import NaspruneError
 from nasprune.schema import Lazy, SchemaError, dump, field_keys, invalid, mapping_keys, read, rule
+from nasprune.search.band import DEFAULT_BUDGET_FLOOR
 from nasprune.search.shipped import RECIPES
 from nasprune.search.space import SearchSpace, load_space, parse_space, read_yaml
 
@@ -99,6 +100,9 @@ class Recipe:
     latency_runs: int = field(default=20, metadata=rule(key="latency.runs", low=1))
     latency_threads: int = field(default=1, metadata=rule(key="latency.threads", low=1))
     with_baselines: bool = False
+    # the budget band: every child is scaled into [budget_floor, 1] x budget (0: off; see nasprune.search.band)
+    budget_floor: float = field(default=DEFAULT_BUDGET_FLOOR, metadata=rule(low=0, high=1, high_open=True))
+    seed_designs: bool = True  # the first trials are the space's hand designs and their pruned versions
 
     def override(self, **changes: Any) -> Recipe:
         """A copy with the non-None ``changes`` (field names) applied, re-validated like the file."""

@@ -60,7 +60,8 @@ PLAIN_ATTRS: dict[str, Callable[[Any], Any]] = {
     "macs": int, "params": int, "latency_ms": float, "latency_ort_ms": float, "schedule": str, "width": float,
     "se_blocks": _ints, "downsample_layers": _ints, "criterion": str, "artifact_id": str, "child_spec": dict,
     "feature_sizes": _ints, "parent_hash": str, "parent_mode": str, "parent_cached": bool, "seconds": float,
-    "latency_ort_seconds": float, "seed": int,
+    "latency_ort_seconds": float, "seed": int, "family": str, "seed_design": str, "keep_scale": float,
+    "ratios_asked": dict, "ratios_got": dict,
 }
 
 
@@ -93,7 +94,8 @@ class TrialRecord:
         duration_s: seconds from Optuna's start to complete stamps (``seconds`` is the objective's own timing).
         macs, params, latency_ms, latency_ort_ms, schedule, width, se_blocks, downsample_layers, criterion,
         artifact_id, child_spec, feature_sizes, parent_hash, parent_mode, parent_cached, seconds,
-            latency_ort_seconds, seed: the user attributes of the same name (:data:`PLAIN_ATTRS`;
+            latency_ort_seconds, seed, family, seed_design, keep_scale, ratios_asked, ratios_got: the user
+            attributes of the same name (:data:`PLAIN_ATTRS`;
             ``docs/design.md`` and ``docs/search.md``).
     """
 
@@ -127,6 +129,11 @@ class TrialRecord:
     latency_ort_seconds: float | None = None  # what measuring latency_ort_ms took (ONNX export included)
     duration_s: float | None = None
     seed: int | None = None
+    family: str | None = None          # the block family (dws or ir)
+    seed_design: str | None = None     # the hand design an enqueued seed trial is (its pruned version: "...@band")
+    keep_scale: float | None = None    # the budget band's global keep-scale (1.0: the ratios as sampled)
+    ratios_asked: dict[str, float] | None = None  # per-layer ratios the sampler asked for (width scaling included)
+    ratios_got: dict[str, float] | None = None    # the ratios the child was cut with, after the band
 
     @classmethod
     def from_trial(cls, trial) -> TrialRecord:

@@ -22,19 +22,14 @@ from typing import Any
 
 from nasprune.errors import NaspruneError
 from nasprune.search.recipe import OBJECTIVES, Recipe
-from nasprune.search.space import FixedParams, ratio_param, resolve
+from nasprune.search.seeds import enqueue_baselines, enqueue_seed_designs
+from nasprune.search.space import FixedParams, resolve
 from nasprune.threads import torch_threads
 
 __all__ = ["RunOptions", "artifacts_dir_for", "enqueue_baselines", "finished_count", "make_sampler", "open_study",
            "pareto_table", "run_search", "smallest_network", "storage_url"]
 
 FINISHED = ("COMPLETE", "PRUNED")
-STANDARD_WIDTHS = (0.25, 0.5, 0.75, 1.0)
-# family -> (zoo name, schedule, SE blocks of the hand design)
-BASELINES: dict[str, tuple[tuple[str, str, tuple[int, ...]], ...]] = {
-    "dws": (("fd_mobilenet", "fast", ()), ("mobilenet_v1", "slow", ())),
-    "ir": (("mobilenet_v3_large", "slow", (3, 4, 5, 10, 11, 12, 13, 14)),),
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,16 +70,18 @@ def smallest_network(recipe: Recipe, shape: tuple[int, int]) -> tuple[float, str
     """
     from nasprune.cost import count
 
-    space = recipe.space
     best = (math.inf, "")
-    for schedule in space.schedule_choices:
-        params: dict[str, Any] = {"schedule": schedule, "width": min(space.widths)}
-        if schedule == "custom":
-            params.update({f"ds_{k}": lo for k, (lo, _) in enumerate(space.free.windows)})
-        cand = space.sample(FixedParams(params, se=False, ratio=space.ratio_high))
-        design = resolve(space, cand, mode=recipe.parent_mode, resolution=recipe.deploy_resolution,
-                         in_channels=shape[0], num_classes=shape[1])
-        best = min(best, (count(design.child, layers=False).macs / 1e6, schedule))
+    for family, space in recipe.space.members.items():
+        prefix = recipe.space.param_prefix(family)
+        for schedule in space.schedule_choices:
+            params: dict[str, Any] = {"family": family, prefix + "schedule": schedule,
+                                      prefix + "width": min(space.widths)}
+            if schedule == "custom":
+                params.update({f"{prefix}ds_{k}": lo for k, (lo, _) in enumerate(space.free.windows)})
+            cand = recipe.space.sample(FixedParams(params, se=False, ratio=space.ratio_high))
+            design = resolve(recipe.space, cand, mode=recipe.parent_mode, resolution=recipe.deploy_resolution,
+                             in_channels=shape[0], num_classes=shape[1])
+            best = min(best, (count(design.child, layers=False).macs / 1e6, f"{prefix}{schedule}"))
     return best
 
 
@@ -118,7 +115,8 @@ def make_sampler(recipe: Recipe, worker: int = 0):
 
 
 def _study_attrs(recipe: Recipe, artifacts: Path) -> dict[str, Any]:
-    return {"budget_mflops": recipe.budget_mflops, "objectives": list(recipe.objectives),
+    return {"budget_mflops": recipe.budget_mflops, "budget_floor": recipe.budget_floor,
+            "objectives": list(recipe.objectives),
             "recipe": recipe.to_dict(), "space": recipe.space.to_dict(), "artifacts_dir": str(artifacts.resolve()),
             "deploy_resolution": recipe.deploy_resolution, "train_resolution": recipe.data["resolution"]}
 
@@ -188,43 +186,6 @@ def _name_objectives(study, recipe: Recipe) -> None:
 
 def finished_count(study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED)
-
-
-def enqueue_baselines(study, recipe: Recipe, shape: tuple[int, int]) -> list[str]:
-    """Enqueue the hand-designed networks of the space's family that fit the budget; returns their names.
-
-    A baseline is enqueued only if the space reproduces it exactly (same spec hash as the zoo's) and it was
-    not enqueued before; it is trained as its own parent (``per_trial``) and not pruned.
-    """
-    from nasprune.cost import count
-    from nasprune.zoo import get_spec
-
-    space = recipe.space
-    if space.ratio_low > 0:
-        return []
-    from nasprune.search.record import records
-
-    done = {r.baseline for r in records(study)}
-    names = []
-    for zoo_name, schedule, se in BASELINES[space.family]:
-        if schedule not in space.schedules:
-            continue
-        for width in (w for w in STANDARD_WIDTHS if w in space.widths):
-            name = f"{zoo_name}_{width:g}"
-            params = {"schedule": schedule, "width": width, **{f"se_{i}": True for i in se}}
-            cand = space.sample(FixedParams(params, se=False, ratio=0.0))
-            design = resolve(space, cand, mode="per_trial", resolution=recipe.deploy_resolution,
-                             in_channels=shape[0], num_classes=shape[1])
-            zoo = get_spec(zoo_name, width=width, resolution=recipe.deploy_resolution, in_channels=shape[0],
-                           num_classes=shape[1])
-            fits = count(design.child, layers=False).macs / 1e6 <= recipe.budget_mflops
-            if design.child.hash != zoo.hash or not fits or name in done:
-                continue
-            full = {**params, "criterion": space.criteria[0], **{f"se_{i}": i in se for i in range(len(
-                design.parent.blocks))}, **{ratio_param(k): 0.0 for k in cand.ratios}}
-            study.enqueue_trial(full, user_attrs={"baseline": name}, skip_if_exists=True)
-            names.append(name)
-    return names
 
 
 # -- progress and results --------------------------------------------------------------------------------------
@@ -389,8 +350,11 @@ def run_search(recipe: Recipe, opts: RunOptions = RunOptions()) -> SearchResult:
     """Create or resume the study and run it until it holds ``recipe.trials`` finished trials."""
     url, artifacts, data = prepare(recipe)
     study = open_study(recipe, url, artifacts, worker=1000 * opts.machine)
+    shape = (data.in_channels, data.num_classes)
+    if recipe.seed_designs:
+        enqueue_seed_designs(study, recipe, shape)
     if recipe.with_baselines:
-        enqueue_baselines(study, recipe, (data.in_channels, data.num_classes))
+        enqueue_baselines(study, recipe, shape)
     before = finished_count(study)
     start = time.perf_counter()
     progress = Progress(recipe.trials, before, opts.progress)

@@ -30,8 +30,8 @@ from nasprune.search.shipped import SPACES
 from nasprune.spec import ACTIVATIONS, KERNELS, ArchSpec, HeadSpec, make_divisible
 from nasprune.zoo import DWSStage, IRStage, dws_network, ir_network
 
-__all__ = ["Candidate", "Design", "FixedParams", "Row", "SearchSpace", "find_space", "load_space", "ratio_param",
-           "resolve"]
+__all__ = ["Candidate", "Design", "FamilySpace", "FixedParams", "Prefixed", "Row", "SearchSpace", "find_space",
+           "load_space", "ratio_param", "resolve"]
 
 FAMILIES = ("dws", "ir")
 MODES = ("shared", "per_trial")
@@ -56,6 +56,7 @@ class Candidate(NamedTuple):
     se_blocks: tuple[int, ...]
     ratios: dict[str, float]   # prunable layer -> sampled ratio
     criterion: str
+    family: str = "dws"        # the block family (the member of a FamilySpace it was drawn from)
 
 
 class Design(NamedTuple):
@@ -94,6 +95,21 @@ class FixedParams:
         return low if self.ratio is None else self.ratio
 
 
+class Prefixed:
+    """A :class:`ParamSource` that prefixes every parameter name (a family's parameters in a
+    :class:`FamilySpace`: ``ir.width``, ``dws.ratio_3``), so each family's are sampled only where they exist."""
+
+    def __init__(self, source: ParamSource, prefix: str) -> None:
+        self.source = source
+        self.prefix = prefix
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self.source.suggest_categorical(self.prefix + name, choices)
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float:
+        return self.source.suggest_float(self.prefix + name, low, high, step=step)
+
+
 @dataclass(frozen=True, kw_only=True)
 class FreePlacement:
     base: str
@@ -114,7 +130,7 @@ class SearchSpace:
 
     name: str
     family: str
-    path: str
+    path: str = field(compare=False)  # where it was read from (messages); equal content is an equal space
     stem_channels: int
     stem_act: str
     head: Mapping[str, Any]
@@ -165,7 +181,19 @@ class SearchSpace:
                                               step=self.ratio_step)
                   for layer in _prunable(parent)}
         criterion = source.suggest_categorical("criterion", list(self.criteria))
-        return Candidate(schedule, downsample, width, se_blocks, ratios, criterion)
+        return Candidate(schedule, downsample, width, se_blocks, ratios, criterion, self.family)
+
+    # -- a space is its own only member (see FamilySpace) -------------------------------------------
+    @property
+    def members(self) -> dict[str, SearchSpace]:
+        return {self.family: self}
+
+    def member(self, family: str) -> SearchSpace:
+        return self
+
+    def param_prefix(self, family: str) -> str:
+        """What this space's trial parameters of ``family`` are prefixed with (nothing: one family)."""
+        return ""
 
     # -- networks ---------------------------------------------------------------------------------
     def network(self, schedule: str, downsample: Sequence[int], width: float, se_blocks: Sequence[int], *,
@@ -193,6 +221,43 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.raw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FamilySpace:
+    """Both block families in one study: each trial first chooses the ``family``, then samples that family's
+    space (schedule, width, SE, ratios, criterion) under parameter names prefixed ``<family>.``, so a
+    conditional parameter is sampled only where it exists. Each member is an ordinary :class:`SearchSpace`;
+    shared parents are per (family, schedule), since their specs differ.
+    """
+
+    name: str
+    path: str
+    members: Mapping[str, SearchSpace]
+    raw: Mapping[str, Any]
+    family: str = "mixed"
+
+    def member(self, family: str) -> SearchSpace:
+        return self.members[family]
+
+    def param_prefix(self, family: str) -> str:
+        return f"{family}."
+
+    def sample(self, source: ParamSource) -> Candidate:
+        family = source.suggest_categorical("family", list(self.members))
+        return self.members[family].sample(Prefixed(source, self.param_prefix(family)))
+
+    @property
+    def widths(self) -> tuple[float, ...]:
+        return tuple(sorted({w for m in self.members.values() for w in m.widths}))
+
+    @property
+    def ratio_high(self) -> float:
+        return max(m.ratio_high for m in self.members.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """By content: every member's resolved mapping (overrides applied), so no file is needed to rebuild it."""
+        return {"name": self.name, "families": {f: m.to_dict() for f, m in self.members.items()}}
 
 
 def _squeezed(spec: ArchSpec, se_ratio: float) -> ArchSpec:
@@ -250,6 +315,7 @@ def resolve(space: SearchSpace, cand: Candidate, *, mode: str, resolution: int =
     """
     from nasprune.prune import child_spec
 
+    space = space.member(cand.family)
     kw = dict(resolution=resolution, num_classes=num_classes, in_channels=in_channels)
     if mode == "per_trial":
         parent = space.network(cand.schedule, cand.downsample, cand.width, cand.se_blocks, **kw)
@@ -399,12 +465,15 @@ def _free(path, f: FreePlacementFile | None, schedules: Mapping[str, tuple[Row, 
     return FreePlacement(base=f.base, windows=f.windows)
 
 
-def parse_space(data: Any, path: str | Path = "<space>") -> SearchSpace:
-    """Validate a space mapping (as loaded from YAML) against :class:`SpaceFile`.
+def parse_space(data: Any, path: str | Path = "<space>") -> SearchSpace | FamilySpace:
+    """Validate a space mapping (as loaded from YAML) against :class:`SpaceFile`; a mapping with ``families``
+    is a :class:`FamilySpace` (:func:`parse_family_space`).
 
     Raises:
         SchemaError: naming ``path``, the dotted key, the value and what is accepted.
     """
+    if isinstance(data, Mapping) and "families" in data:
+        return parse_family_space(data, path)
     f = read(SpaceFile, data, file=path)
     defaults = FAMILY_DEFAULTS[f.family]
     schedules = _schedules(path, f)
@@ -420,6 +489,39 @@ def parse_space(data: Any, path: str | Path = "<space>") -> SearchSpace:
     )
     _check_builds(space)
     return space
+
+
+def parse_family_space(data: Mapping[str, Any], path: str | Path) -> FamilySpace:
+    """A :class:`FamilySpace` file: ``name``, ``families`` (family -> a space file's name or path, or a space
+    mapping, of that family), and any other space key, which overrides that key in every member (e.g.
+    ``free_placement: null``; a recipe's ``space_overrides`` land here too)."""
+    data = dict(data)
+    name, families = data.pop("name", None), data.pop("families")
+    if name is not None and not isinstance(name, str):
+        raise invalid(path, "name", name, "a string")
+    if not isinstance(families, Mapping) or not families or any(f not in FAMILIES for f in families):
+        raise invalid(path, "families", families, f"a mapping from {' and/or '.join(FAMILIES)} to a space file "
+                      "(name or path) or a space mapping of that family")
+    for key, value in data.items():
+        if key not in SPACE_KEYS or key == "family":
+            raise SchemaError(str(path), key, f"unknown key {key!r} (value {value!r}): expected name, families or "
+                              f"a key every member takes: {', '.join(k for k in SPACE_KEYS if k != 'family')}")
+    base = Path(str(path)).parent if Path(str(path)).is_file() else None
+    members = {}
+    for family, source in families.items():
+        if isinstance(source, Mapping):
+            member = parse_space({**source, **data}, path)
+        elif isinstance(source, (str, Path)):
+            member = load_space(source, overrides=data or None, relative_to=base, overrides_file=path)
+        else:
+            raise invalid(path, f"families.{family}", source, "a space file (name or path) or a space mapping")
+        if not isinstance(member, SearchSpace) or member.family != family:
+            raise invalid(path, f"families.{family}", source, f"a space of family {family!r} (it has "
+                          f"{getattr(member, 'family', None)!r})")
+        members[family] = member
+    return FamilySpace(name=name or Path(str(path)).stem, path=str(path), members=members,
+                       raw={"name": name or Path(str(path)).stem, "families": {f: m.to_dict()
+                                                                               for f, m in members.items()}})
 
 
 def _check_builds(space: SearchSpace) -> None:
