@@ -52,7 +52,8 @@ def test_not_found_names_what_was_tried_and_what_exists(elsewhere):
 def test_no_recipe_given_is_named_quickstart_when_missing(elsewhere, monkeypatch):
     # a shelf that ships spaces but no recipes: the default recipe is missing, and the message says which one
     monkeypatch.setattr(recipe_module, "RECIPES", Shelf(what="recipe", folder="studies", package=SPACES.package))
-    with pytest.raises(NaspruneError, match=r"^recipe 'quickstart' not found .*one of fd_mobilenet, mobilenet_v3, mobilenets$"):
+    with pytest.raises(NaspruneError,
+                       match=r"^recipe 'quickstart' not found .*one of fd_mobilenet, mobilenet_v3, mobilenets$"):
         find_recipe(None)
 
 

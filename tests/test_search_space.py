@@ -92,12 +92,17 @@ def test_smallest_cost_is_below_every_sample(fd):
     assert count(resolve(fd, other, mode="per_trial", **SHAPE).child, layers=False).macs > smallest
 
 
-def _space(tmp_path, change):
-    data = yaml.safe_load(open(load_space("fd_mobilenet").path))
+def _edited(name: str, tmp_path, change):
+    """A copy of the shipped space ``name`` with ``change`` applied to its mapping, written to ``tmp_path``."""
+    data = yaml.safe_load(open(load_space(name).path))
     change(data)
-    path = tmp_path / "bad.yaml"
+    path = tmp_path / f"bad_{name}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def _space(tmp_path, change):
+    return _edited("fd_mobilenet", tmp_path, change)
 
 
 @pytest.mark.parametrize("change, expected", [
@@ -139,9 +144,13 @@ def test_ir_prunable_layers_match_the_prune_module():
 
 
 def _v3(tmp_path, change):
-    data = yaml.safe_load(open(load_space("mobilenet_v3").path))
+    return _edited("mobilenet_v3", tmp_path, change)
+
+
+def _families(tmp_path, change):
+    data = {"name": "both", "families": {"dws": "fd_mobilenet", "ir": "mobilenet_v3"}}
     change(data)
-    path = tmp_path / "bad_v3.yaml"
+    path = tmp_path / "both.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -177,6 +186,12 @@ def _v3(tmp_path, change):
     (_v3, lambda d: d["head"].update(conv_act="gelu"), "head.conv_act", "'gelu'", "one of relu, relu6, hswish"),
     (_v3, lambda d: d["schedules"]["slow"][0].pop("exp"), "schedules.slow[0].exp", None, "an integer in [1, 65536]"),
     (_v3, lambda d: d["schedules"]["slow"][2].update(kernel=3.0), "schedules.slow[2].kernel", "3.0", "one of 3, 5"),
+    (_families, lambda d: d.update(families={"cnn": "fd_mobilenet"}), "families", "{'cnn': 'fd_mobilenet'}",
+     "a mapping from dws and/or ir"),
+    (_families, lambda d: d["families"].update(ir="fd_mobilenet"), "families.ir", "'fd_mobilenet'",
+     "a space of family 'ir' (it has 'dws')"),
+    (_families, lambda d: d["families"].update(dws=7), "families.dws", "7", "a space file (name or path)"),
+    (_families, lambda d: d.update(width=[0.5, -1]), "width[1]", "-1", "a number in (0, 4]"),
 ])
 def test_wrong_type_in_a_space_names_file_key_value_and_expected(tmp_path, space, change, key, value, expected):
     path = space(tmp_path, change)

@@ -512,7 +512,8 @@ def parse_family_space(data: Mapping[str, Any], path: str | Path) -> FamilySpace
         if isinstance(source, Mapping):
             member = parse_space({**source, **data}, path)
         elif isinstance(source, (str, Path)):
-            member = load_space(source, overrides=data or None, relative_to=base, overrides_file=path)
+            member = load_space(source, overrides=data or None, relative_to=base, overrides_file=path,
+                                overrides_prefix="")
         else:
             raise invalid(path, f"families.{family}", source, "a space file (name or path) or a space mapping")
         if not isinstance(member, SearchSpace) or member.family != family:
@@ -554,11 +555,12 @@ def read_yaml(path: Path) -> Any:
 
 
 def load_space(name_or_path: str | Path, *, overrides: Mapping[str, Any] | None = None,
-               relative_to: Path | None = None, overrides_file: str | Path | None = None) -> SearchSpace:
+               relative_to: Path | None = None, overrides_file: str | Path | None = None,
+               overrides_prefix: str = "space_overrides.") -> SearchSpace:
     """Read, override (top-level keys replaced) and validate a space file.
 
     An error in an overridden key names ``overrides_file`` (the recipe that gave it) and the key
-    ``space_overrides.<key>``; any other error names the space file.
+    ``<overrides_prefix><key>``; any other error names the space file.
     """
     path = find_space(name_or_path, relative_to=relative_to)
     data = read_yaml(path)
@@ -569,12 +571,12 @@ def load_space(name_or_path: str | Path, *, overrides: Mapping[str, Any] | None 
         raise invalid(path, "", data, f"a mapping with keys among {', '.join(SPACE_KEYS)}")
     for key, value in overrides.items():
         if key not in SPACE_KEYS:
-            name = f"space_overrides.{key}"
+            name = f"{overrides_prefix}{key}"
             raise SchemaError(where, name, f"unknown key {name!r} (value {value!r}): expected one of "
                               f"{', '.join(SPACE_KEYS)}")
     try:
         return parse_space({**data, **overrides}, path)
     except SchemaError as exc:
         if exc.key.partition(".")[0].partition("[")[0] in overrides:
-            raise exc.moved(where, "space_overrides.") from None
+            raise exc.moved(where, overrides_prefix) from None
         raise
