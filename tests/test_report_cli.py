@@ -31,7 +31,7 @@ def test_report_writes_a_self_contained_page_and_csv(storage, tmp_path, capsys):
     assert '<td class="">1.90</td><td class="">0.29</td>' in page  # trial 4: PyTorch, onnxruntime
     assert "latency_ms,latency_ort_ms" in (tmp_path / "csv" / "demo_trials.csv").read_text().splitlines()[0]
     assert sorted(p.name for p in (tmp_path / "csv").iterdir()) == sorted(
-        f"demo_{t}.csv" for t in ("trials", "pareto", "hypervolume", "layers", "features", "importance"))
+        f"demo_{t}.csv" for t in ("trials", "pareto", "hypervolume", "layers", "features", "importance", "rerank"))
     assert list(out.parent.iterdir()) == [out]  # the atomic write left no temporary file
     printed = capsys.readouterr().out
     assert f"wrote {out} (9 finished trials, 6 trained, 4 Pareto-optimal)" in printed

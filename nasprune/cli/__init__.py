@@ -20,7 +20,7 @@ from nasprune.errors import USER_ERRORS
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS: tuple[str, ...] = (
-    "zoo", "count", "train", "eval", "prune", "search", "trials", "report", "dashboard", "export",
+    "zoo", "count", "train", "eval", "prune", "search", "rerank", "trials", "report", "dashboard", "export",
 )
 
 

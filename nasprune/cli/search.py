@@ -99,4 +99,8 @@ def run(args: argparse.Namespace) -> int:
           f"{states.count('FAIL')} failed; {result.ran} finished in this run ({result.seconds:.0f} s)")
     print(f"Pareto front (validation accuracy vs MFLOPs at {recipe.deploy_resolution}x{recipe.deploy_resolution}):")
     print(format_pareto(pareto_table(study)))
+    if result.rerank is not None:
+        from nasprune.cli.rerank import describe_plan
+
+        print(describe_plan(result.rerank))
     return 0

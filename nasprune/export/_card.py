@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from nasprune.spec import ArchSpec
 
 __all__ = ["CardInfo", "LayerRow", "LatencyRow", "architecture_rows", "card_info", "render_card",
-           "retrain_command", "retrain_options"]
+           "retrain_command", "retrain_options", "test_accuracy"]
 
 # `nasprune train` options -> the DataConfig field of the study recipe's `data` (when set) ...
 RETRAIN_DATA = (("--data", "name"), ("--data-dir", "data_dir"), ("--subset", "subset"), ("--val-size", "val_size"))
@@ -81,6 +81,10 @@ class CardInfo(NamedTuple):
     export_command: str
     retrain_command: str
     versions: Mapping[str, str]
+    evidence: tuple[str, ...] = ()      # what a re-ranked choice rests on (Selection.evidence)
+    weights_val_acc: float | None = None  # validation accuracy of re-ranked weights (None: the search's weights)
+    test_acc: float | None = None       # of the exported weights, measured at export time
+    test_note: str = "not measured"     # on what the test accuracy was measured, or why it was not
 
 
 def _act(block: Any) -> str:
@@ -156,10 +160,37 @@ def _versions() -> dict[str, str]:
     return versions
 
 
+def test_accuracy(model, source: TrialSource) -> tuple[float | None, str]:
+    """Top-1 accuracy of ``model`` on the test split of the study's data, and a note on what it was measured on
+    (``None`` and why not: no weights exported, no stored recipe, or the data cannot be loaded here)."""
+    from nasprune.errors import NaspruneError
+
+    if model is None:
+        return None, "no weights exported"
+    if source.recipe is None:
+        return None, "not measured: the study has no stored recipe naming its data"
+    from nasprune.data import load_data
+    from nasprune.train import evaluate
+
+    try:
+        data = load_data(source.recipe.data_config())
+    except NaspruneError as exc:
+        return None, f"not measured: {exc}"
+    accuracy = evaluate(model, data, "test")
+    model.cpu()
+    return accuracy, f"{len(data.test):,} test images of {data.name} at {data.resolution}x{data.resolution}"
+
+
 def card_info(source: TrialSource, *, selection: str, checks: Mapping[str, Mapping[str, Any]],
               latency: Sequence[LatencyRow], latency_threads: int, files: Sequence[tuple[str, str, int | None]],
-              metadata: Mapping[str, Any], export_command: str, storage: str) -> CardInfo:
-    """Collect everything the card shows (no formatting here)."""
+              metadata: Mapping[str, Any], export_command: str, storage: str, evidence: Sequence[str] = (),
+              weights_val_acc: float | None = None, test: tuple[float | None, str] = (None, "not measured")
+              ) -> CardInfo:
+    """Collect everything the card shows (no formatting here).
+
+    ``evidence`` and ``weights_val_acc`` come from a re-ranked :class:`~nasprune.export.Selection`; ``test`` is
+    :func:`test_accuracy` of the exported weights.
+    """
     from nasprune.cost import count
 
     record = source.record
@@ -181,6 +212,7 @@ def card_info(source: TrialSource, *, selection: str, checks: Mapping[str, Mappi
         data_name=str(source.recipe.data["name"]) if source.recipe else "DATA", seed=seed, search_facts=facts,
         export_command=export_command,
         retrain_command=retrain_command("arch.json", source, seed), versions=_versions(),
+        evidence=tuple(evidence), weights_val_acc=weights_val_acc, test_acc=test[0], test_note=test[1],
     )
 
 
@@ -201,13 +233,19 @@ def _layer_table(info: CardInfo) -> list[str]:
     return lines
 
 
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f} %"
+
+
 def _summary(info: CardInfo) -> list[str]:
-    acc = "—" if info.val_acc is None else f"{100 * info.val_acc:.2f} %"
     budget = "—" if info.budget_mflops is None else f"{info.budget_mflops:g} MFLOPs"
+    res = f"{info.train_resolution}x{info.train_resolution}"
+    reranked = ([f"| validation accuracy of the exported (re-ranked) weights, at {res} | "
+                 f"{_percent(info.weights_val_acc)} |"] if info.weights_val_acc is not None else [])
     return [
         "| | |", "|---|---|",
-        f"| validation accuracy (recorded by the search, at {info.train_resolution}x{info.train_resolution}) "
-        f"| {acc} |",
+        f"| validation accuracy (recorded by the search, at {res}) | {_percent(info.val_acc)} |", *reranked,
+        f"| test accuracy of the exported weights ({info.test_note}) | {_percent(info.test_acc)} |",
         f"| MACs at {info.deploy_resolution}x{info.deploy_resolution} (conv + linear, BN folded) | "
         f"{info.macs:,} ({info.macs / 1e6:.2f} MFLOPs) |",
         f"| parameters | {info.params:,} |",
@@ -279,6 +317,16 @@ def _resolution_note(info: CardInfo) -> list[str]:
     ]
 
 
+def _chosen(info: CardInfo) -> list[str]:
+    """How the trial was chosen: its re-rank evidence (nothing for a choice by the search's accuracy alone)."""
+    if not info.evidence:
+        return []
+    return ["## How it was chosen", "",
+            "The search's accuracy is a proxy (a short fine-tuning of a child cut from a shared parent), so the top "
+            "trials were trained again, longer at each rung, and ranked on the validation split (never the test "
+            "split):", "", *(f"- {line}" for line in info.evidence), ""]
+
+
 def render_card(info: CardInfo) -> str:
     """The Markdown text of ``MODEL_CARD.md``."""
     files = [f"| `{name}` | {desc} | {'—' if size is None else f'{size:,}'} |" for name, desc, size in info.files]
@@ -288,6 +336,7 @@ def render_card(info: CardInfo) -> str:
         f"# Model card: {info.title}", "",
         f"Exported from study `{info.study}` trial {info.trial}: {info.selection}.", "",
         "## Summary", "", *_summary(info), "",
+        *_chosen(info),
         "## Resolution", "", *_resolution_note(info), "",
         f"## Architecture (output sizes at {info.deploy_resolution} and {info.train_resolution})", "",
         *_layer_table(info), "",

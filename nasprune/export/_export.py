@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nasprune.errors import NaspruneError
-from nasprune.export._card import LatencyRow, card_info, render_card, retrain_command
+from nasprune.export._card import LatencyRow, card_info, render_card, retrain_command, test_accuracy
 from nasprune.export._formats import FORMATS, ExportContext, dumps, parse_formats
 from nasprune.export._outdir import check_target, staged_directory
 from nasprune.export._select import Selection, select_trial
@@ -138,14 +138,15 @@ def _file_rows(staging: Path, formats: tuple[str, ...]) -> list[tuple[str, str, 
 
 
 def _write_card(ctx: ExportContext, config: ExportConfig, selection: Selection, staging: Path, out: Path,
-                latency: tuple[LatencyRow, ...], threads: int) -> None:
+                latency: tuple[LatencyRow, ...], threads: int, test: tuple[float | None, str]) -> None:
     from nasprune.storage import redact_url
 
     src = ctx.source
     metadata = dict(getattr(ctx.model, "metadata", None) or {})
     info = card_info(src, selection=selection.reason, checks=ctx.checks, latency=latency,
                      latency_threads=threads, files=_file_rows(staging, config.formats), metadata=metadata,
-                     export_command=_export_command(config, src.number, out), storage=redact_url(src.storage_url))
+                     export_command=_export_command(config, src.number, out), storage=redact_url(src.storage_url),
+                     evidence=selection.evidence, weights_val_acc=selection.val_acc, test=test)
     atomic_write_text(staging / CARD, render_card(info))
     manifest = {k: v for k, v in info._asdict().items() if k not in ("layers", "latency")}
     manifest["layers"] = [row._asdict() for row in info.layers]
@@ -176,7 +177,7 @@ def export(config: ExportConfig, *, log: Callable[[str], None] | None = None) ->
     url = config.storage or default_storage_url(config.study)
     study = load_study(config.study, url)
     selection = select_trial(study, config.trial, config.budget_mflops)
-    source = trial_source(study, selection.trial, url)
+    source = trial_source(study, selection.trial, url, selection.artifact_id)
     out = Path(config.out) if config.out is not None else default_out(config.study, source.number)
     check_target(out, config.force)
     _log_selection(log, selection, source)
@@ -190,7 +191,9 @@ def export(config: ExportConfig, *, log: Callable[[str], None] | None = None) ->
         _write_all(ctx, config, staging, log)
         threads = _latency_threads(config, source)
         latency = _measure_latency(ctx, config.latency_runs, threads)
-        _write_card(ctx, config, selection, staging, out, latency, threads)
+        test = test_accuracy(model, source)
+        log(f"  test acc    {'-' if test[0] is None else f'{100 * test[0]:.2f} %'} ({test[1]})")
+        _write_card(ctx, config, selection, staging, out, latency, threads, test)
     files = {n: out / FORMATS[n].filename for n in formats} | {"card": out / CARD, "manifest": out / MANIFEST}
     return ExportResult(out=out, selection=selection, files=files, checks=ctx.checks, latency=latency)
 

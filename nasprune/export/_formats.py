@@ -140,6 +140,8 @@ def checkpoint_metadata(ctx: ExportContext) -> dict[str, Any]:
     original = dict(getattr(ctx.model, "metadata", None) or {})
     record = src.record
     keep = ("val_acc", "macs", "mflops", "params", "latency_ms", "schedule", "width", "criterion")
+    if original.get("role") == "rerank":  # a re-rank's weights: their own val_acc, not the search's
+        keep = tuple(k for k in keep if k != "val_acc")
     data_config = _data_config(src, original)
     extra = {"data_config": data_config} if data_config else {}
     return {**original, **extra, **{k: getattr(record, k) for k in keep if getattr(record, k) is not None},

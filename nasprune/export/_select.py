@@ -3,6 +3,10 @@
 Trials are read through :class:`~nasprune.search.record.TrialRecord`: ``best`` and ``knee`` choose among the
 trained trials (complete, feasible by the record's rule, with an accuracy) whose MFLOPs are within
 ``--budget``; ``knee`` is taken on :func:`~nasprune.search.record.pareto_front` (accuracy up, MFLOPs down).
+
+``best`` in a re-ranked study (:mod:`nasprune.search.rerank`) is the re-rank's winner: the survivor of its last
+rung (of its deepest complete rung while it is unfinished), exported with that rung's weights; a study without a
+re-rank, or whose winner is over ``--budget``, keeps the proxy rule (the most accurate trained trial).
 """
 
 from __future__ import annotations
@@ -22,11 +26,19 @@ __all__ = ["Selection", "describe_numbers", "knee_index", "select_trial"]
 
 
 class Selection(NamedTuple):
-    """The chosen trial and a one-line reason (shown by the CLI and in the model card)."""
+    """The chosen trial and a one-line reason (shown by the CLI and in the model card).
+
+    ``evidence`` lists what a re-ranked choice rests on (proxy rank, each rung's accuracy and place);
+    ``artifact_id`` names the weights it was chosen with (``None``: the trial's own checkpoint) and
+    ``val_acc`` their validation accuracy.
+    """
 
     trial: FrozenTrial
     rule: str
     reason: str
+    evidence: tuple[str, ...] = ()
+    artifact_id: str | None = None
+    val_acc: float | None = None
 
 
 def describe_numbers(numbers: Sequence[int]) -> str:
@@ -46,13 +58,14 @@ def describe_numbers(numbers: Sequence[int]) -> str:
 
 
 def _completed(study: Study) -> dict[int, tuple[FrozenTrial, TrialRecord]]:
-    """The completed trials with their records, by number."""
+    """The completed trials with their records (re-rank results included), by number."""
     from optuna.trial import TrialState
 
-    from nasprune.search.record import TrialRecord
+    from nasprune.search.record import TrialRecord, rerank_results
 
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return {t.number: (t, TrialRecord.from_trial(t)) for t in trials}
+    reranked = rerank_results(study.user_attrs)
+    return {t.number: (t, TrialRecord.from_trial(t, reranked.get(t.number, ()))) for t in trials}
 
 
 def _within(record: TrialRecord, budget: float | None) -> bool:
@@ -89,11 +102,40 @@ def _pool(study: Study, budget: float | None) -> tuple[dict[int, FrozenTrial], l
     return {n: t for n, (t, _) in completed.items()}, pool
 
 
+def _reranked(study: Study, trials: dict[int, FrozenTrial], pool: list[TrialRecord]) -> Selection | str | None:
+    """The re-rank's winner if it is in ``pool``; else why not (a note for the proxy's reason), ``None`` for a
+    study that was never re-ranked."""
+    from nasprune.search.rerank import build_plan, evidence, stored_config
+
+    config = stored_config(study.user_attrs)
+    if config is None or not config.enabled:
+        return None
+    plan = build_plan([r for _, r in _completed(study).values()], config)
+    rung = plan.decided
+    if rung is None:
+        return "the re-rank has no finished rung yet: 'nasprune rerank' completes it"
+    winner = plan.winner
+    if winner not in {r.number for r in pool}:
+        return f"the re-rank's winner, trial {winner}, is over --budget"
+    result = rung.results[winner]
+    last = len(plan.sizes) - 1
+    state = (f"survivor of all {len(plan.sizes)} rungs" if plan.complete
+             else f"best of rung {rung.index} of 0-{last} (the re-rank is unfinished: 'nasprune rerank' completes it)")
+    reason = (f"re-ranked winner: {state} of successive halving over the top {plan.sizes[0].size} trained trials "
+              f"(proxy rank {plan.proxy_rank[winner]})")
+    own = result.val_accs[0] if result.val_accs else result.val_acc
+    return Selection(trials[winner], "best", reason, evidence(plan, winner), result.artifact_id, own)
+
+
 def _select_best(study: Study, budget: float | None) -> Selection:
     trials, pool = _pool(study, budget)
+    reranked = _reranked(study, trials, pool)
+    if isinstance(reranked, Selection):
+        return reranked
     best = min(pool, key=lambda r: (-r.val_acc, r.mflops, r.number))
     plural = "s" if len(pool) != 1 else ""
-    return Selection(trials[best.number], "best", f"most accurate of {len(pool)} feasible trial{plural}")
+    note = f" ({reranked})" if reranked else ""
+    return Selection(trials[best.number], "best", f"most accurate of {len(pool)} feasible trial{plural}{note}")
 
 
 def _select_knee(study: Study, budget: float | None) -> Selection:

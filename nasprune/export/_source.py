@@ -28,7 +28,8 @@ class TrialSource:
     """One trial of one study, with the facts an export reads from the study's attributes.
 
     ``spec`` is the trial's ``child_spec`` (deployment resolution: its MACs and params are the trial's);
-    ``train_resolution`` is the resolution the child's weights were trained and validated at.
+    ``train_resolution`` is the resolution the child's weights were trained and validated at. ``weights_id`` is
+    the artifact to export instead of the trial's own checkpoint (a re-rank's weights), ``None`` for its own.
     """
 
     study_name: str
@@ -38,6 +39,7 @@ class TrialSource:
     deploy_resolution: int
     train_resolution: int
     study_attrs: dict[str, Any] = field(default_factory=dict)
+    weights_id: str | None = None
 
     @property
     def number(self) -> int:
@@ -86,8 +88,9 @@ def _child_spec(study_name: str, trial: FrozenTrial) -> ArchSpec:
         raise NaspruneError(f"trial {trial.number} of study {study_name!r} has a malformed child_spec: {exc}") from None
 
 
-def trial_source(study: Study, trial: FrozenTrial, storage_url: str) -> TrialSource:
-    """Collect the trial's spec and the study's resolutions (``deploy_resolution`` defaults to the spec's)."""
+def trial_source(study: Study, trial: FrozenTrial, storage_url: str, weights_id: str | None = None) -> TrialSource:
+    """Collect the trial's spec and the study's resolutions (``deploy_resolution`` defaults to the spec's);
+    ``weights_id``: the artifact holding the weights to export (default: the trial's ``artifact_id``)."""
     attrs = dict(study.user_attrs)
     spec = _child_spec(study.study_name, trial)
     deploy = int(attrs.get("deploy_resolution") or spec.resolution)
@@ -95,7 +98,7 @@ def trial_source(study: Study, trial: FrozenTrial, storage_url: str) -> TrialSou
         spec = spec.replace(resolution=deploy)
     train = int(attrs.get("train_resolution") or deploy)
     return TrialSource(study_name=study.study_name, storage_url=storage_url, trial=trial, spec=spec,
-                       deploy_resolution=deploy, train_resolution=train, study_attrs=attrs)
+                       deploy_resolution=deploy, train_resolution=train, study_attrs=attrs, weights_id=weights_id)
 
 
 def _sqlite_dir(storage_url: str) -> Path | None:
@@ -137,7 +140,7 @@ def _fetch(source: TrialSource, store_dir: Path | None, dest: Path, retrain: str
     from optuna.artifacts import FileSystemArtifactStore
     from optuna.artifacts.exceptions import ArtifactNotFound
 
-    artifact_id = source.record.artifact_id
+    artifact_id = source.weights_id or source.record.artifact_id
     if not artifact_id:
         raise missing_weights(source, "no 'artifact_id' attribute", retrain)
     if store_dir is None:
@@ -168,8 +171,8 @@ def load_trained_model(source: TrialSource, store_dir: Path | None, scratch: Pat
     found = model.spec.replace(resolution=source.deploy_resolution)
     if found.hash != source.spec.hash:
         raise NaspruneError(
-            f"trial {source.number}'s checkpoint (artifact {source.record.artifact_id}) holds spec "
-            f"{found.hash}, not the trial's child_spec {source.spec.hash}: the study is inconsistent"
+            f"trial {source.number}'s checkpoint (artifact {source.weights_id or source.record.artifact_id}) holds "
+            f"spec {found.hash}, not the trial's child_spec {source.spec.hash}: the study is inconsistent"
         )
     model.spec = source.train_spec
     return model.eval().cpu()

@@ -157,6 +157,33 @@ def hypervolume_figure(tables: ReportTables, study: optuna.Study) -> go.Figure:
     return fig
 
 
+def rerank_figure(tables: ReportTables, study: optuna.Study) -> go.Figure | str:
+    """Proxy (search) accuracy against re-ranked accuracy, one marker trace per rung; the winner starred."""
+    rerank = tables.rerank
+    if rerank.empty:
+        return ("The study was not re-ranked: give its recipe a 'rerank' section or run 'nasprune rerank' "
+                "(docs/search.md, Re-ranking).")
+    fig = go.Figure()
+    for rung, rows in rerank.groupby("rung", sort=True):
+        fig.add_trace(go.Scatter(
+            x=rows["proxy_acc"].tolist(), y=rows["val_acc"].tolist(), mode="markers+text",
+            name=f"rung {rung} ({int(rows['epochs'].iloc[0])} epochs)", text=[f"{n}" for n in rows["number"]],
+            textposition="top center", marker={"size": 9},
+            hovertemplate="trial %{text}: proxy %{x:.2%}, re-ranked %{y:.2%}<extra></extra>"))
+    won = rerank[rerank["winner"]]
+    fig.add_trace(go.Scatter(x=won["proxy_acc"].tolist(), y=won["val_acc"].tolist(), mode="markers", name="winner",
+                             marker={"symbol": "star", "size": 16, "color": "#d62728"}, hoverinfo="skip"))
+    low = float(min(rerank["proxy_acc"].min(), rerank["val_acc"].min()))
+    high = float(max(rerank["proxy_acc"].max(), rerank["val_acc"].max()))
+    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="equal accuracy",
+                             line={"color": "#999", "dash": "dot", "width": 1}, hoverinfo="skip"))
+    fig.update_layout(**LAYOUT, height=420, xaxis_title="proxy accuracy (the search's validation accuracy)",
+                      yaxis_title="re-ranked validation accuracy (mean over seeds)")
+    fig.update_xaxes(tickformat=".0%")
+    fig.update_yaxes(tickformat=".0%")
+    return fig
+
+
 # -- the Pareto-optimal networks ------------------------------------------------------------------------
 def _subtitle(row) -> str:
     name = f" {row.baseline}" if row.baseline else ""
@@ -279,6 +306,10 @@ SECTIONS: tuple[tuple[str, str, str, Builder], ...] = (
     ("hypervolume", "Hypervolume over trials",
      "Area dominated by the feasible trials so far (accuracy x MFLOPs below the reference). It only grows.",
      hypervolume_figure),
+    ("rerank", "Re-ranking: proxy against re-ranked accuracy",
+     "The top trials by the search's accuracy (a proxy), trained again with more epochs at each rung of successive "
+     "halving; export --trial best takes the last rung's survivor. Points far from the dotted line are where the "
+     "proxy misjudged.", rerank_figure),
     ("channels", "Channels per layer of the Pareto-optimal networks",
      "Grey: the parent's channels; coloured: what the pruned child keeps.", channels_figure),
     ("resolution", "Feature-map resolution and SE placement",

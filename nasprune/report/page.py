@@ -90,6 +90,11 @@ def _summary(tables: ReportTables) -> str:
     if best is not None:
         stats.append(_stat(f"best accuracy within budget (trial {int(best['number'])}, "
                            f"{best['mflops']:.1f} MFLOPs)", f"{best['val_acc']:.2%}"))
+    won = tables.rerank[tables.rerank["winner"]]
+    if len(won):
+        row = won.iloc[0]
+        stats.append(_stat(f"re-ranked winner, export --trial best ({row['epochs']} epochs, proxy rank "
+                           f"{row['proxy_rank']})", f"trial {int(row['number'])}: {row['val_acc']:.2%}"))
     return f'<div class="summary">{"".join(stats)}</div>'
 
 

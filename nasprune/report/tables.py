@@ -24,10 +24,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nasprune.errors import NaspruneError
 from nasprune.fsutil import atomic_write_text
-from nasprune.search.record import TrialRecord, objective_names, pareto_front, study_objectives
+from nasprune.search.record import TrialRecord, objective_names, pareto_front, rerank_results, study_objectives
 
-__all__ = ["ReportTables", "STATUSES", "build_tables", "format_value", "hypervolume_2d", "too_few_trials",
-           "trained_study"]
+__all__ = ["RERANK_COLUMNS", "ReportTables", "STATUSES", "build_tables", "format_value", "hypervolume_2d",
+           "rerank_frame", "too_few_trials", "trained_study"]
 
 # Every trial row gets exactly one status; the Pareto figure draws one marker trace per status.
 STATUSES: tuple[str, ...] = ("pareto", "dominated", "over budget", "stopped early")
@@ -38,6 +38,9 @@ TRIAL_COLUMNS: tuple[str, ...] = (
     "downsample_layers", "criterion",
     "constraint",
 )
+# one row per (trial, rung) of the study's re-rank (nasprune.search.rerank): proxy against re-ranked accuracy
+RERANK_COLUMNS: tuple[str, ...] = ("number", "proxy_rank", "proxy_acc", "rung", "epochs", "seeds", "from",
+                                   "val_acc", "seconds", "advanced", "winner")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +64,10 @@ class ReportTables:
             target ``pareto`` is the joint multi-objective importance, the others one objective each).
         importance_note: why ``importance`` is empty, or ``None``.
         state_counts: trials per Optuna state name (``RUNNING`` and ``FAIL`` included), as read.
+        rerank: ``RERANK_COLUMNS``, one row per re-ranked trial and rung it was trained at: its proxy (search)
+            rank and accuracy, the rung's epochs, seeds and ``from``, the re-ranked validation accuracy (mean
+            over seeds), seconds, whether it went on to the next rung (``advanced``) and whether it won; empty
+            for a study that was not re-ranked.
     """
 
     study_name: str
@@ -76,11 +83,13 @@ class ReportTables:
     importance: pd.DataFrame
     importance_note: str | None
     state_counts: dict[str, int]
+    rerank: pd.DataFrame = dataclasses.field(default_factory=lambda: pd.DataFrame(columns=list(RERANK_COLUMNS)))
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """The tables by name, in the order ``to_csv`` writes them."""
         return {"trials": self.trials, "pareto": self.pareto, "hypervolume": self.hypervolume,
-                "layers": self.layers, "features": self.features, "importance": self.importance}
+                "layers": self.layers, "features": self.features, "importance": self.importance,
+                "rerank": self.rerank}
 
     def to_csv(self, directory: str | Path) -> list[Path]:
         """Write ``<study>_<table>.csv`` for every table into ``directory`` (atomically); return the paths."""
@@ -110,7 +119,8 @@ def build_tables(study: optuna.Study, *, storage_arg: str | None = None) -> Repo
                             "run or resume 'nasprune search' first")
     budget = study.user_attrs.get("budget_mflops")
     budget = float(budget) if budget is not None else None
-    records = [TrialRecord.from_trial(t) for t in finished]
+    reranked = rerank_results(study.user_attrs)
+    records = [TrialRecord.from_trial(t, reranked.get(t.number, ())) for t in finished]
     trials = _trials_frame(records, study)
     reference = _reference_mflops(trials, budget)
     pareto = trials[trials["pareto"]].sort_values(["mflops", "number"]).reset_index(drop=True)
@@ -125,6 +135,7 @@ def build_tables(study: optuna.Study, *, storage_arg: str | None = None) -> Repo
         pareto=pareto, hypervolume=_hypervolume_frame(trials, reference), layers=_layers_frame(pareto_trials),
         features=_features_frame(pareto_trials), reference_mflops=reference, importance=importance,
         importance_note=note, state_counts={s.name: n for s, n in counts.items()},
+        rerank=rerank_frame(study, records),
     )
 
 
@@ -253,6 +264,24 @@ def _features_frame(pareto_trials: Sequence[TrialRecord]) -> pd.DataFrame:
                          "position": position, "layer": "stem" if position == 0 else f"block {block}",
                          "size": int(size), "downsample": block in down, "se": block in se})
     return pd.DataFrame(rows, columns=["number", "schedule", "position", "layer", "size", "downsample", "se"])
+
+
+def rerank_frame(study: optuna.Study, records: Sequence[TrialRecord]) -> pd.DataFrame:
+    """The study's re-rank as ``RERANK_COLUMNS`` rows, by rung then re-ranked place (empty: not re-ranked)."""
+    from nasprune.search.rerank import stored_plan
+
+    plan = stored_plan(study, records)
+    rows = []
+    for rung in plan.rungs if plan is not None else ():
+        following = plan.rungs[rung.index + 1].members if rung.index + 1 < len(plan.rungs) else ()
+        last = plan.complete and rung.index == len(plan.sizes) - 1
+        for n in rung.ranking(plan.proxy_rank):
+            res = rung.results[n]
+            rows.append({"number": n, "proxy_rank": plan.proxy_rank[n], "proxy_acc": plan.record(n).val_acc,
+                         "rung": rung.index, "epochs": res.epochs, "seeds": res.seeds, "from": res.source,
+                         "val_acc": res.val_acc, "seconds": _nan(res.seconds), "advanced": n in following,
+                         "winner": last and n == plan.winner})
+    return pd.DataFrame(rows, columns=list(RERANK_COLUMNS))
 
 
 # -- parameter importance -----------------------------------------------------------------------------

@@ -31,8 +31,8 @@ from nasprune.search.band import DEFAULT_BUDGET_FLOOR
 from nasprune.search.shipped import RECIPES
 from nasprune.search.space import SearchSpace, load_space, parse_space, read_yaml
 
-__all__ = ["OBJECTIVES", "PRUNERS", "SAMPLERS", "PrunerConfig", "Recipe", "find_recipe", "load_recipe",
-           "parse_recipe"]
+__all__ = ["OBJECTIVES", "PRUNERS", "RERANK_FROM", "SAMPLERS", "PrunerConfig", "Recipe", "RerankConfig", "find_recipe",
+           "load_recipe", "parse_recipe"]
 
 # Objective name -> direction. The first two are fixed; a third is optional.
 OBJECTIVES = {"val_acc": "maximize", "mflops": "minimize", "latency_ms": "minimize", "latency_ort_ms": "minimize",
@@ -41,6 +41,7 @@ FIXED_OBJECTIVES = ("val_acc", "mflops")
 SAMPLERS = ("tpe", "nsga2", "random")  # nasprune.search.runner.make_sampler builds each
 PRUNERS = ("none", "median", "successive_halving")  # "none" and nasprune.search.early_stop.STOP_RULES
 PARENT_MODES = ("shared", "per_trial")
+RERANK_FROM = ("weights", "scratch")  # nasprune.search.rerank.TRAINERS trains each
 TRAIN_CONFIG = Lazy("nasprune.train:TrainConfig")
 DATA_CONFIG = Lazy("nasprune.data:DataConfig")
 
@@ -53,6 +54,30 @@ class PrunerConfig:
     warmup_trials: int = field(default=5, metadata=rule(low=0))  # finished trials at an epoch before any stop
     min_epochs: int = field(default=1, metadata=rule(low=1))      # first epoch checked (halving: first rung)
     reduction: int = field(default=3, metadata=rule(low=2))       # halving keeps the top 1/reduction per rung
+
+
+@dataclass(frozen=True, kw_only=True)
+class RerankConfig:
+    """Re-ranking the top trials by successive halving after the search (:mod:`nasprune.search.rerank`).
+
+    Rung ``i`` trains its trials for ``epochs * growth**i`` epochs; rung 0 holds the ``top`` trained trials by
+    proxy accuracy, each next rung the better half (rounded up) of the one before, down to one trial.
+    """
+
+    top: int = field(default=4, metadata=rule(low=0))     # trials re-ranked (0: off)
+    epochs: int = field(default=2, metadata=rule(low=1))  # epochs of the first rung
+    growth: int = field(default=2, metadata=rule(low=1))  # epochs are multiplied by this at each next rung
+    seeds: int = field(default=1, metadata=rule(low=1))   # trainings per trial and rung (accuracy: their mean)
+    # scratch: the child_spec built fresh, trained like the parent (no sparsity penalty); weights: the trial's own
+    # checkpoint fine-tuned like the search's fine-tuning
+    source: str = field(default="weights", metadata=rule(key="from", choices=RERANK_FROM))
+
+    def rung_epochs(self, rung: int) -> int:
+        return self.epochs * self.growth ** rung
+
+    @property
+    def enabled(self) -> bool:
+        return self.top > 0
 
 
 def _objectives_ok(names: tuple[str, ...]) -> bool:
@@ -103,6 +128,8 @@ class Recipe:
     # the budget band: every child is scaled into [budget_floor, 1] x budget (0: off; see nasprune.search.band)
     budget_floor: float = field(default=DEFAULT_BUDGET_FLOOR, metadata=rule(low=0, high=1, high_open=True))
     seed_designs: bool = True  # the first trials are the space's hand designs and their pruned versions
+    # after the trials: successive halving over the top trials (absent or null: off)
+    rerank: RerankConfig | None = None
 
     def override(self, **changes: Any) -> Recipe:
         """A copy with the non-None ``changes`` (field names) applied, re-validated like the file."""

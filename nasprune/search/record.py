@@ -13,6 +13,10 @@ The rules, in one place:
   --budget``) is the reader's own filter on :attr:`TrialRecord.mflops`.
 * **trained** (:attr:`TrialRecord.trained`): COMPLETE, feasible and with a validation accuracy. Over-budget trials
   are never trained; a trial stopped early (PRUNED) is not a finished network.
+* **re-rank results** (:attr:`TrialRecord.rerank`): Optuna refuses to change a finished trial, so
+  :mod:`nasprune.search.rerank` keeps each trial's rung results in the *study* user attribute
+  ``rerank:<number>`` (a list of :class:`RungResult` mappings); :func:`records` passes them in, and
+  :func:`rerank_results` reads them.
 * **Pareto front** (:func:`pareto_front`): the trained records no other trained record dominates (at least as
   good in every objective and better in one). Equal points do not dominate each other, so duplicates are all
   kept, as in Optuna's ``study.best_trials``.
@@ -33,8 +37,8 @@ from optuna.trial import TrialState
 from nasprune.errors import NaspruneError
 from nasprune.search.constraints import named_constraints
 
-__all__ = ["ACCURACY_COST", "TrialRecord", "is_feasible", "objective_names", "pareto_front", "records",
-           "study_objectives"]
+__all__ = ["ACCURACY_COST", "RERANK_PREFIX", "RungResult", "TrialRecord", "is_feasible", "objective_names",
+           "pareto_front", "records", "rerank_results", "study_objectives"]
 
 Objectives = Sequence[tuple[str, StudyDirection | str]]
 
@@ -65,6 +69,69 @@ PLAIN_ATTRS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+RERANK_PREFIX = "rerank:"  # study user attr rerank:<trial number> = [RungResult.to_dict(), ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RungResult:
+    """One trial's result at one rung of a re-rank (:mod:`nasprune.search.rerank`).
+
+    Attributes:
+        rung: the rung's index (0: the first, with every re-ranked trial).
+        epochs: epochs each training of this rung ran.
+        seeds: trainings (seeds) whose accuracies were averaged.
+        source: ``weights`` (fine-tuned from the trial's checkpoint) or ``scratch`` (trained from a fresh init).
+        val_acc: mean validation accuracy over the seeds.
+        val_accs: each seed's validation accuracy (the first seed's weights are the ones kept).
+        seconds: wall time of the rung's trainings.
+        artifact_id: the study artifact holding the first seed's weights (``None``: not kept).
+    """
+
+    rung: int
+    epochs: int
+    seeds: int
+    source: str
+    val_acc: float
+    val_accs: tuple[float, ...] = ()
+    seconds: float | None = None
+    artifact_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rung": self.rung, "epochs": self.epochs, "seeds": self.seeds, "from": self.source,
+                "val_acc": self.val_acc, "val_accs": list(self.val_accs), "seconds": self.seconds,
+                "artifact_id": self.artifact_id}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RungResult:
+        seconds, artifact = raw.get("seconds"), raw.get("artifact_id")
+        return cls(rung=int(raw["rung"]), epochs=int(raw["epochs"]), seeds=int(raw["seeds"]), source=str(raw["from"]),
+                   val_acc=float(raw["val_acc"]), val_accs=_floats(raw.get("val_accs") or ()),
+                   seconds=None if seconds is None else float(seconds),
+                   artifact_id=None if artifact is None else str(artifact))
+
+
+def _rung_results(number: int, value: Any) -> tuple[RungResult, ...]:
+    try:
+        return tuple(sorted((RungResult.from_dict(v) for v in value), key=lambda r: r.rung))
+    except (TypeError, ValueError, KeyError, AttributeError):
+        raise NaspruneError(f"study attribute '{RERANK_PREFIX}{number}' is malformed ({value!r}): it was not "
+                            "written by 'nasprune rerank'") from None
+
+
+def rerank_results(study_attrs: Mapping[str, Any]) -> dict[int, tuple[RungResult, ...]]:
+    """Every trial's re-rank results, by trial number, from a study's user attributes.
+
+    Raises:
+        NaspruneError: a ``rerank:<number>`` attribute that does not hold rung results.
+    """
+    out = {}
+    for key, value in study_attrs.items():
+        number = key.removeprefix(RERANK_PREFIX)
+        if key.startswith(RERANK_PREFIX) and number.isdigit() and value:
+            out[int(number)] = _rung_results(int(number), value)
+    return out
+
+
 def is_feasible(trial) -> bool:
     """The feasibility rule (module doc): constraints, else the ``feasible`` attribute, else feasible."""
     constraints = trial.constraints
@@ -91,6 +158,8 @@ class TrialRecord:
         baseline: the zoo name of an enqueued hand-designed baseline (``None`` for a searched trial).
         layers: ``{name, before, after}`` channels per prunable layer, parent -> child.
         val_acc_history: validation accuracy after each fine-tune epoch.
+        rerank: the trial's re-rank results by rung (:class:`RungResult`; empty: not re-ranked), from the study
+            attribute ``rerank:<number>`` (given by :func:`records` or the caller of :meth:`from_trial`).
         duration_s: seconds from Optuna's start to complete stamps (``seconds`` is the objective's own timing).
         macs, params, latency_ms, latency_ort_ms, schedule, width, se_blocks, downsample_layers, criterion,
         artifact_id, child_spec, feature_sizes, parent_hash, parent_mode, parent_cached, seconds,
@@ -134,10 +203,15 @@ class TrialRecord:
     keep_scale: float | None = None    # the budget band's global keep-scale (1.0: the ratios as sampled)
     ratios_asked: dict[str, float] | None = None  # per-layer ratios the sampler asked for (width scaling included)
     ratios_got: dict[str, float] | None = None    # the ratios the child was cut with, after the band
+    rerank: tuple[RungResult, ...] = ()
 
     @classmethod
-    def from_trial(cls, trial) -> TrialRecord:
+    def from_trial(cls, trial, rerank: Sequence[RungResult] = ()) -> TrialRecord:
         """Read a :class:`~optuna.trial.FrozenTrial` or a live :class:`~optuna.trial.Trial`.
+
+        Args:
+            trial: the trial.
+            rerank: its re-rank results (:func:`rerank_results` of the study's user attributes).
 
         Raises:
             NaspruneError: an attribute the search writes holds a value of the wrong type.
@@ -154,7 +228,7 @@ class TrialRecord:
             se_count=_se_count(trial.number, attrs, plain["se_blocks"]), baseline=attrs.get("baseline") or None,
             layers=_convert(trial.number, "layers", attrs.get("layers"), _layers) or (),
             val_acc_history=_convert(trial.number, "val_acc_history", attrs.get("val_acc_history"), _floats) or (),
-            duration_s=_duration(trial),
+            duration_s=_duration(trial), rerank=tuple(rerank),
         )
 
     @property
@@ -232,9 +306,10 @@ def _duration(trial) -> float | None:
 
 # -- reading a study ------------------------------------------------------------------------------------------
 def records(study, states: Sequence[TrialState] | None = None) -> list[TrialRecord]:
-    """Every trial of ``study`` (or those in ``states``) as a record, by number."""
+    """Every trial of ``study`` (or those in ``states``) as a record, by number, with its re-rank results."""
     trials = study.get_trials(deepcopy=False, states=tuple(states) if states is not None else None)
-    return [TrialRecord.from_trial(t) for t in trials]
+    reranked = rerank_results(study.user_attrs)
+    return [TrialRecord.from_trial(t, reranked.get(t.number, ())) for t in trials]
 
 
 def objective_names(study) -> tuple[str, ...]:

@@ -5,6 +5,10 @@ or PRUNED; FAILED ones, e.g. interrupted by Ctrl-C, are not counted and get redo
 :func:`nasprune.storage.optimize_until`. ``workers > 1`` starts that many processes on this machine, all sharing
 the storage (see :mod:`nasprune.storage`) and the parent cache; more processes or machines may join the same
 study with the same command and ``--storage``.
+
+Once the study holds its ``recipe.trials`` finished trials, a recipe with a ``rerank`` section re-ranks the top
+trials (:func:`nasprune.search.rerank.run_rerank`; every worker process takes part, and a resumed search finishes
+a re-rank cut short).
 """
 
 from __future__ import annotations
@@ -297,6 +301,7 @@ def _worker(recipe: Recipe, url: str, artifacts: str, index: int, threads: int, 
     study = open_study(recipe, url, Path(artifacts), worker=index)
     try:
         _optimize(study, recipe, url, Path(artifacts), timeout, cache)
+        _rerank(study, recipe, url, Path(artifacts))
     except KeyboardInterrupt:  # the running trial is already marked FAIL by Optuna
         sys.exit(130)
 
@@ -333,6 +338,21 @@ class SearchResult:
     artifacts: Path
     ran: int          # trials finished by this run
     seconds: float
+    rerank: Any = None  # the final nasprune.search.rerank.RerankPlan when the recipe re-ranks, else None
+
+
+def _rerank(study, recipe: Recipe, url: str, artifacts: Path, data=None, log=None):
+    """The recipe's re-rank stage, once the study holds all its trials (else ``None``: a resumed search does it;
+    also ``None`` when no trial was trained: nothing to re-rank)."""
+    if recipe.rerank is None or not recipe.rerank.enabled or finished_count(study) < recipe.trials:
+        return None
+    from nasprune.search.record import records
+    from nasprune.search.rerank import run_rerank
+
+    if not any(r.trained for r in records(study)):
+        return None
+
+    return run_rerank(study, recipe, recipe.rerank, url=url, artifacts=artifacts, data=data, log=log)
 
 
 def prepare(recipe: Recipe):
@@ -369,4 +389,8 @@ def run_search(recipe: Recipe, opts: RunOptions = RunOptions()) -> SearchResult:
         progress.update(study)
     finally:
         progress.close()
-    return SearchResult(study, url, artifacts, finished_count(study) - before, time.perf_counter() - start)
+    ran = finished_count(study) - before
+    log = (lambda line: print(line, file=sys.stderr)) if opts.progress else None
+    with torch_threads(opts.threads):
+        plan = _rerank(study, recipe, url, artifacts, data, log)
+    return SearchResult(study, url, artifacts, ran, time.perf_counter() - start, plan)
