@@ -429,3 +429,16 @@ def test_cli_bad_input_is_one_line_exit_2_before_any_training(env, monkeypatch, 
 def test_cli_requires_a_study(capsys):
     assert _exit_code(["rerank"]) == 2
     assert "the following arguments are required: --study" in capsys.readouterr().err
+
+
+def test_a_top_trial_without_weights_is_refused_before_any_training(env, monkeypatch):
+    trainer = StandIn()
+    monkeypatch.setitem(rerank.TRAINERS, "weights", trainer)
+    study = optuna.create_study(study_name="bare", directions=["maximize", "minimize"])
+    study.add_trials([create_trial(values=[acc, 1.0], user_attrs={"val_acc": acc, "child_spec": SPEC.to_dict()})
+                      for acc in (0.5, 0.6)])
+    recipe = Recipe.from_dict(recipe_dict())
+    with pytest.raises(NaspruneError, match=r"trial 1 of the top 2 has no 'artifact_id' attribute to re-rank from "
+                                            r"\(re-rank with 'from: scratch'\)"):
+        rerank.run_rerank(study, recipe, RerankConfig(), url=None, artifacts=env)
+    assert not trainer.calls

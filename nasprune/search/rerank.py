@@ -468,6 +468,16 @@ def _plan_now(study, config: RerankConfig) -> RerankPlan:
     return build_plan(records(study), config)
 
 
+def _check_candidates(plan: RerankPlan) -> None:
+    """Every trial of rung 0 (later rungs are among them) has what its trainer starts from, before any training."""
+    need = "artifact_id" if plan.config.source == "weights" else "child_spec"
+    lacking = [n for n in plan.rungs[0].members if getattr(plan.record(n), need) is None]
+    if lacking:
+        hint = "re-rank with 'from: scratch'" if need == "artifact_id" else "it was not written by 'nasprune search'"
+        raise NaspruneError(f"trial {lacking[0]} of the top {len(plan.rungs[0].members)} has no {need!r} attribute to "
+                            f"re-rank from ({hint})")
+
+
 def run_rerank(study, recipe: Recipe, config: RerankConfig, *, url: str | None, artifacts: str | Path, data=None,
                log: Callable[[str], None] | None = None, poll: float = 2.0) -> RerankPlan:
     """Re-rank the study's top trials (module doc) until the plan is complete; returns the final plan.
@@ -498,6 +508,7 @@ def run_rerank(study, recipe: Recipe, config: RerankConfig, *, url: str | None, 
         done = sum(1 for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE")
         raise NaspruneError(f"study {study.study_name!r} has no feasible trained trial to re-rank ({done} complete): "
                             "run 'nasprune search' first")
+    _check_candidates(plan)
     worker = _Worker(study, url)
     ctx = RerankContext(recipe=recipe, study=study, artifacts=Path(artifacts), data_=data)
     if study.user_attrs.get(CONFIG_ATTR) != dump(config):
