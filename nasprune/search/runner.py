@@ -201,27 +201,36 @@ def _study_front(study, recs) -> list:
 
 
 def pareto_table(study):
-    """A pandas table of the Pareto front: trial, accuracy, MFLOPs, params, latency, schedule, width, SE."""
+    """A pandas table of the Pareto front: trial, accuracy, MFLOPs, params, latency (PyTorch and onnxruntime),
+    family, schedule, sampled width, the band's keep-scale, SE count, and the hand design a trial is (baseline
+    or seed design)."""
     import pandas as pd
 
     from nasprune.search.record import records
 
+    columns = ["trial", "val_acc", "mflops", "params", "latency_ms", "latency_ort_ms", "family", "schedule",
+               "width", "keep_scale", "se_count", "design"]
     rows = [{"trial": r.number, "val_acc": r.val_acc, "mflops": r.mflops, "params": r.params,
-             "latency_ms": r.latency_ms, "schedule": r.schedule, "width": r.width, "se_count": r.se_count,
-             "baseline": r.baseline or ""}
+             "latency_ms": r.latency_ms, "latency_ort_ms": r.latency_ort_ms, "family": r.family,
+             "schedule": r.schedule, "width": r.width, "keep_scale": r.keep_scale, "se_count": r.se_count,
+             "design": r.baseline or r.seed_design or ""}
             for r in _study_front(study, records(study))]
-    return pd.DataFrame(rows, columns=["trial", "val_acc", "mflops", "params", "latency_ms", "schedule", "width",
-                                       "se_count", "baseline"])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _shown(values, spec: str):
+    return values.map(lambda v: "-" if v is None or v != v else format(v, spec))
 
 
 def format_pareto(table) -> str:
     if table.empty:
         return "no feasible completed trial yet: nothing on the Pareto front"
-    shown = table.assign(val_acc=(table.val_acc * 100).map("{:.2f}%".format),
-                         mflops=table.mflops.map("{:.2f}".format), params=table.params.map("{:,}".format),
-                         latency_ms=table.latency_ms.map("{:.2f}".format), width=table.width.map("{:g}".format))
-    shown = shown.rename(columns={"val_acc": "accuracy", "mflops": "MFLOPs", "latency_ms": "latency ms",
-                                  "se_count": "SE"})
+    shown = table.assign(val_acc=_shown(table.val_acc * 100, ".2f") + "%", mflops=_shown(table.mflops, ".2f"),
+                         params=_shown(table.params, ","), latency_ms=_shown(table.latency_ms, ".2f"),
+                         latency_ort_ms=_shown(table.latency_ort_ms, ".2f"), width=_shown(table.width, "g"),
+                         keep_scale=_shown(table.keep_scale, ".2f"), family=table.family.fillna("-"))
+    shown = shown.rename(columns={"val_acc": "accuracy", "mflops": "MFLOPs", "latency_ms": "torch ms",
+                                  "latency_ort_ms": "ort ms", "keep_scale": "scale", "se_count": "SE"})
     return shown.to_string(index=False)
 
 
