@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pgserver
 import pytest
 import torch
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
@@ -29,6 +30,9 @@ from nasprune.search.recipe import Recipe, RerankConfig, parse_recipe
 from nasprune.search.record import RungResult, TrialRecord, records
 from nasprune.spec import ArchSpec, DWSBlockSpec, HeadSpec, StemSpec
 from nasprune.storage import load_study, open_storage
+from nasprune.threads import torch_threads
+
+pg_server = pgserver.pg_server  # a throwaway PostgreSQL cluster, for the one test that asks for it
 
 SPEC = ArchSpec(name="tiny", in_channels=1, resolution=224, num_classes=4, stem=StemSpec(out_channels=8, stride=2),
                 blocks=(DWSBlockSpec(in_channels=8, out_channels=16, stride=2),), head=HeadSpec())
@@ -93,7 +97,8 @@ def env(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NASPRUNE_HEARTBEAT_INTERVAL", "1")
     monkeypatch.setenv("NASPRUNE_GRACE_PERIOD", "3")
-    return tmp_path
+    with torch_threads(1):  # a busy 2-core machine: one intra-op thread trains many times faster than two
+        yield tmp_path
 
 
 def run(study, url, **keys):
@@ -203,7 +208,15 @@ def test_a_claim_of_a_dead_process_is_taken_over(env, monkeypatch):
 
 
 def test_two_workers_share_the_work_and_agree(env, monkeypatch):
-    study, url = make_study(env)
+    _two_workers(*make_study(env), monkeypatch)
+
+
+@pytest.mark.postgres
+def test_two_workers_share_the_work_on_postgresql(env, monkeypatch, pg_server):
+    _two_workers(*make_study(env, url=pg_server.url()), monkeypatch)  # the study lock: an advisory lock
+
+
+def _two_workers(study, url, monkeypatch) -> None:
     trainer = StandIn(pause=0.3)
     monkeypatch.setitem(rerank.TRAINERS, "weights", trainer)
     winners, errors = [], []
@@ -312,6 +325,9 @@ def test_export_best_is_the_rerank_winner_with_its_weights_and_evidence(env, mon
     manifest = json.loads(Path("exp/export.json").read_text())
     assert manifest["test_acc"] == test_acc and len(manifest["evidence"]) == 3
 
+    # a tighter --budget leaving the winner out: the proxy's rule among what is left, saying why
+    picked = select_trial(study, "best", export_study.COST_B.mflops + 0.1)
+    assert picked.trial.number == 1 and "the re-rank's winner, trial 5, is over --budget" in picked.reason
     # unfinished (rung 1 of trial 5 gone): the best of rung 0, with rung 0's weights
     study.set_user_attr("rerank:5", study.user_attrs["rerank:5"][:1])
     picked = select_trial(study, "best")

@@ -221,15 +221,15 @@ class RerankContext:
     recipe: Recipe
     study: Any
     artifacts: Path
-    data_: Any = None
+    preloaded: Any = None  # a loaded nasprune.data.Data, else loaded at the first use of .data
 
     @property
     def data(self):
-        if self.data_ is None:
+        if self.preloaded is None:
             from nasprune.data import load_data
 
-            self.data_ = load_data(self.recipe.data_config())
-        return self.data_
+            self.preloaded = load_data(self.recipe.data_config())
+        return self.preloaded
 
     @property
     def train_resolution(self) -> int:
@@ -510,7 +510,7 @@ def run_rerank(study, recipe: Recipe, config: RerankConfig, *, url: str | None, 
                             "run 'nasprune search' first")
     _check_candidates(plan)
     worker = _Worker(study, url)
-    ctx = RerankContext(recipe=recipe, study=study, artifacts=Path(artifacts), data_=data)
+    ctx = RerankContext(recipe=recipe, study=study, artifacts=Path(artifacts), preloaded=data)
     if study.user_attrs.get(CONFIG_ATTR) != dump(config):
         study.set_user_attr(CONFIG_ATTR, dump(config))
     while True:
