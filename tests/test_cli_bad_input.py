@@ -321,7 +321,8 @@ def test_ctrl_c_in_a_trial_logs_no_optuna_traceback(cwd, monkeypatch, capsys):
     assert code == 130 and capsys.readouterr().err.endswith("nasprune: interrupted\n")
     logged = [r.getMessage() for r in handler.records]
     assert not [m for m in logged if "failed" in m], logged
-    assert load_study("bad").trials[-1].state.name == "FAIL"
+    ran = [t for t in load_study("bad").trials if t.state.name != "WAITING"]  # later seed designs still queued
+    assert ran[-1].state.name == "FAIL"
 
 
 def test_other_trial_failures_are_still_logged():

@@ -25,8 +25,10 @@ SYNTHETIC = {"study": "syn", "space": "fd_mobilenet",
 @pytest.fixture
 def recipe(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("NASPRUNE_HEARTBEAT_INTERVAL", "1")
-    monkeypatch.setenv("NASPRUNE_GRACE_PERIOD", "3")
+    # no test here kills a worker: a generous grace keeps a busy worker's trial from being failed as stale on a
+    # loaded machine (the crash tests in test_crash.py use short ones on purpose)
+    monkeypatch.setenv("NASPRUNE_HEARTBEAT_INTERVAL", "2")
+    monkeypatch.setenv("NASPRUNE_GRACE_PERIOD", "60")
 
     def write(**changes) -> str:
         path = tmp_path / "recipe.yaml"
