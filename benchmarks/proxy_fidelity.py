@@ -2,8 +2,9 @@
 
 1. Takes a finished study (default: a fresh run of the quickstart recipe cut to ``--trials`` trials into
    ``--workdir``; or ``--study NAME --storage URL``), picks ``--k`` trained trials spread over the proxy-accuracy
-   range (the ``--top`` best always in), and retrains each from scratch with a final recipe (its ``child_spec``;
-   ``--retrain-epochs`` on ``--retrain-subset`` images; test accuracy; ``--top-seeds`` seeds for the best ones).
+   range (the ``--top`` best always in; ``--below-band`` more below the budget band), and retrains each from
+   scratch with a final recipe (its ``child_spec``; ``--retrain-epochs`` on ``--retrain-subset`` images; test
+   accuracy; ``--top-seeds`` seeds for the best ones).
 2. Re-scores the same trials' architectures under proxy variants (:data:`VARIANTS`: fine-tune epochs, parent
    epochs, parent sparsity, subset, resolution): each trial's child is re-derived from the shared parent trained
    under the variant's recipe (:func:`nasprune.search.fidelity.trial_design` / ``prune_trial``, its recorded
@@ -149,14 +150,17 @@ def open_or_run(args: argparse.Namespace):
     return study, Recipe.from_dict(study.user_attrs["recipe"], source="study recipe")
 
 
-def choose(study, recipe, k: int, top: int) -> list[Pick]:
-    """``k`` trained trials spread over the proxy-accuracy range, the ``top`` best in, best first."""
+def choose(study, recipe, k: int, top: int, below_band: int = 0) -> list[Pick]:
+    """``k`` trained trials spread over the proxy-accuracy range, the ``top`` best in, best first; then up to
+    ``below_band`` more of the best below the budget band (unpruned seed designs), if the spread has none."""
     from nasprune.search.objective import data_shape
 
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     trained = [r for r in records(study) if r.trained and r.child_spec]
     chosen = [trained[i] for i in spread_picks([r.val_acc for r in trained], k, top)]
     low = recipe.budget_floor * recipe.budget_mflops
+    if not any(r.mflops < low for r in chosen):
+        chosen += sorted((r for r in trained if r.mflops < low), key=lambda r: -r.val_acc)[:below_band]
     picks = []
     for r in chosen:
         t = trials[r.number]
@@ -487,7 +491,7 @@ def main() -> None:
     start = time.perf_counter()
     study, recipe = open_or_run(args)
     artifacts = Path(study.user_attrs["artifacts_dir"])
-    ctx = Context(recipe=recipe, study=study, picks=choose(study, recipe, args.k, args.top),
+    ctx = Context(recipe=recipe, study=study, picks=choose(study, recipe, args.k, args.top, args.below_band),
                   cache=Cache(Path(args.cache)), study_parents=artifacts / "parents",
                   work_parents=Path(args.workdir) / "parents", artifacts=artifacts,
                   final={"epochs": args.retrain_epochs, "subset": args.retrain_subset, "val_size": 2000,
@@ -510,6 +514,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workdir", default="runs/proxy_fidelity", help="fresh study and variant parents")
     parser.add_argument("--k", type=int, default=8, help="trials to retrain (default 8)")
     parser.add_argument("--top", type=int, default=5, help="of which the proxy's best (default 5)")
+    parser.add_argument("--below-band", type=int, default=1,
+                        help="add this many of the best trials below the budget band when the spread has none")
     parser.add_argument("--top-seeds", type=int, default=2, help="retrain seeds for the best ones (default 2)")
     parser.add_argument("--retrain-epochs", type=int, default=4)
     parser.add_argument("--retrain-subset", type=int, default=12000)
