@@ -6,9 +6,9 @@ Every search used to start from random points although the good hand designs are
 * each hand design of the space's families (FD-MobileNet, MobileNet V1, MobileNetV3-Large at the standard widths)
   that the space reproduces exactly and that fits the budget, trained like any other trial (a child of the shared
   parent in ``shared`` mode) and not moved by the budget band; user attr ``seed_design`` = ``<zoo name>_<width>``;
-* for each of them, the narrowest standard width that is over the budget, uniformly pruned (every ratio 0, the
-  recipe's first criterion of gamma_sparsity / the space's first) and filled to the band by the global keep-scale;
-  ``seed_design`` = ``<zoo name>_<width>@band``.
+* for each of them, the narrowest standard width that is over the budget, uniformly pruned (every ratio 0; the
+  criterion gamma_sparsity where the space searches it, else the space's first) and filled to the band by the
+  global keep-scale; ``seed_design`` = ``<zoo name>_<width>@band``.
 
 The sampler then starts from good points and has them to improve on. Baselines (``--with-baselines``) stay what
 they were: the hand designs that fit, each trained as its own parent, unpruned (user attr ``baseline``).
