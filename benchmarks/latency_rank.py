@@ -27,29 +27,8 @@ from pathlib import Path
 
 from search_common import load, machine, run_fresh
 
+from nasprune.search.fidelity import kendall_tau_b
 from nasprune.search.record import TrialRecord, records
-
-
-def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's tau-b of two equally long sequences (ties in either one count as neither agreeing nor not).
-
-    ``(concordant - discordant) / sqrt((n0 - ties_x) * (n0 - ties_y))`` over the ``n0 = n (n - 1) / 2`` pairs;
-    NaN when one sequence is constant (or has fewer than two values).
-    """
-    if len(x) != len(y):
-        raise ValueError(f"sequences of {len(x)} and {len(y)} values: expected equal lengths")
-    concordant = discordant = ties_x = ties_y = pairs = 0
-    for i in range(len(x)):
-        for j in range(i + 1, len(x)):
-            dx, dy = x[i] - x[j], y[i] - y[j]
-            pairs += 1
-            ties_x += dx == 0
-            ties_y += dy == 0
-            sign = dx * dy
-            concordant += sign > 0
-            discordant += sign < 0
-    denominator = ((pairs - ties_x) * (pairs - ties_y)) ** 0.5
-    return (concordant - discordant) / denominator if denominator else float("nan")
 
 
 def _data_overrides(recipe, subset: int) -> dict:
