@@ -35,7 +35,8 @@ RECIPE = {"study": "dash", "budget_mflops": BUDGET, "space": "fd_mobilenet",
           "space_overrides": {"free_placement": None, "width": [0.25, 0.5]},
           "data": {"name": "synthetic", "resolution": 16, "subset": 120, "val_size": 60},
           "parent": {"mode": "shared", "epochs": 1, "batch_size": 60, "lr": 0.05, "sparsity_lambda": 1e-4},
-          "finetune": {"epochs": 1, "batch_size": 60, "lr": 0.02}, "latency": {"runs": 2}}
+          "finetune": {"epochs": 1, "batch_size": 60, "lr": 0.02}, "latency": {"runs": 2},
+          "budget_floor": 0, "seed_designs": False}  # the trials as enqueued: two over budget, one within
 #            (width, schedule, pruning ratio of every layer)
 ENQUEUED = [(0.5, "fast", 0.0), (0.5, "slow", 0.0), (0.25, "fast", 0.3)]
 INFEASIBLE = {0, 1}
