@@ -76,9 +76,17 @@ class SearchSettings:
     finetune_epochs: int = 2
     sampler: str = "tpe"
     seed: int = 0
+    # The new search (docs/search.md): the band, seed designs and a re-rank. ``None`` leaves the key out of the
+    # recipe (and so out of the run cache's key): the 32 px table's searches ran before these keys existed, and
+    # :meth:`file_recipe` turns them off for it, so its cached searches still match and a rerun searches alike.
+    budget_floor: float | None = None
+    seed_designs: bool | None = None
+    rerank: dict[str, Any] | None = None
 
     def recipe(self, table: TableRecipe, budget: float) -> dict[str, Any]:
-        """The study recipe (``docs/search.md`` schema) at ``budget`` MFLOPs."""
+        """The study recipe (``docs/search.md`` schema) at ``budget`` MFLOPs; also the search's cache key."""
+        new = {k: v for k, v in (("budget_floor", self.budget_floor), ("seed_designs", self.seed_designs),
+                                 ("rerank", self.rerank)) if v is not None}
         return {
             "space": self.space, "budget_mflops": budget, "space_overrides": {"free_placement": None},
             "data": {"name": "fashion-mnist", "resolution": table.resolution, "subset": self.subset,
@@ -88,8 +96,17 @@ class SearchSettings:
             "parent": {"mode": "shared", "epochs": self.parent_epochs, "batch_size": 64, "lr": 0.05,
                        "sparsity_lambda": table.sparsity_lambda, "device": "cpu"},
             "finetune": {"epochs": self.finetune_epochs, "batch_size": 64, "lr": 0.02, "device": "cpu"},
-            "pruner": "none", "latency": {"runs": 20, "threads": 1},
+            "pruner": "none", "latency": {"runs": 20, "threads": 1}, **new,
         }
+
+    def file_recipe(self, table: TableRecipe, budget: float) -> dict[str, Any]:
+        """:meth:`recipe` as run: the band and seed designs off where not set (the search before them)."""
+        return {"budget_floor": 0.0, "seed_designs": False, **self.recipe(table, budget)}
+
+
+#: The new search of the >= 64 px table: both families, the band, seed designs and the quickstart's re-rank.
+NEW_SEARCH = SearchSettings(space="mobilenets", budget_floor=0.85, seed_designs=True,
+                            rerank={"top": 4, "epochs": 1, "growth": 2, "seeds": 1, "from": "weights"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +119,7 @@ class Settings:
     out_dir: Path = ROOT / "reports"
     work_dir: Path = ROOT / "runs" / "budget_table"
     latency_runs: int = 30
+    stem: str = STEM  # reports/<stem>.{md,csv,html,runs.jsonl}
 
 
 class Row(NamedTuple):
@@ -149,7 +167,7 @@ class Bench:
         s = self.settings
         records = [r for r in self.cache.records()
                    if r.get("kind") != "search" or r.get("search_recipe") == s.search.recipe(s.table, r["budget"])]
-        write_reports(records, s.out_dir, STEM, s.budgets, preface=recipe_text(s), recipe=s.table.to_dict())
+        write_reports(records, s.out_dir, s.stem, s.budgets, preface=recipe_text(s), recipe=s.table.to_dict())
 
 
 def row_key(settings: Settings, row: Row, seed: int, init: str = "scratch") -> str:
@@ -215,7 +233,9 @@ def _search_recipe_file(settings: Settings, raw: dict[str, Any], key: str) -> Pa
     return path
 
 
-def _search_summary(study, budget: int, space: str, wall: float) -> dict[str, Any]:
+def _search_summary(study, budget: int, space: str, wall: float, plan=None) -> dict[str, Any]:
+    """The search's winner: the re-rank's (``plan``, a finished :class:`~nasprune.search.rerank.RerankPlan`), else
+    the best validation accuracy of the feasible trials."""
     from nasprune.search.record import records
 
     trials = records(study)
@@ -224,14 +244,18 @@ def _search_summary(study, budget: int, space: str, wall: float) -> dict[str, An
     if not feasible:
         raise NaspruneError(f"the search at {budget} MFLOPs has no feasible finished trial: expected at least one "
                             "(raise --search-trials)")
-    best = max(feasible, key=lambda r: r.val_acc)
+    winner = plan.winner if plan is not None else None
+    best = next(r for r in feasible if r.number == winner) if winner is not None else max(
+        feasible, key=lambda r: r.val_acc)
+    rerank = {"rerank_winner": winner, "rerank_val_acc": best.rerank[-1].val_acc if best.rerank else None,
+              "family_searched": best.family, "seed_design": best.seed_design} if plan is not None else {}
     seconds = sum(r.duration_s for r in trials if r.duration_s is not None)
     return {"kind": "search", "budget": budget, "space": space, "trials": len(trials),
             "complete": states.count("COMPLETE"), "feasible": len(feasible), "pruned": states.count("PRUNED"),
             "failed": states.count("FAIL"), "wall_seconds": wall, "trial_seconds": seconds,
             "best_trial": best.number, "best_val_acc": best.val_acc, "best_mflops": best.mflops,
             "schedule": best.schedule, "width": best.width, "se_count": best.se_count,
-            "child_spec": best.child_spec}
+            "child_spec": best.child_spec, **rerank}
 
 
 def search_at(bench: Bench, budget: int) -> dict[str, Any]:
@@ -245,12 +269,14 @@ def search_at(bench: Bench, budget: int) -> dict[str, Any]:
     if (done := bench.cache.get(key)) is not None:
         return done
     work = s.work_dir
-    recipe = load_recipe(_search_recipe_file(s, raw, key), study=f"budget_{budget}_{key}",
-                         storage=f"journal:{work / 'searches.journal'}", artifacts=str(work / "search_artifacts"))
+    path = _search_recipe_file(s, s.search.file_recipe(s.table, float(budget)), key)
+    recipe = load_recipe(path, study=f"budget_{budget}_{key}", storage=f"journal:{work / 'searches.journal'}",
+                         artifacts=str(work / "search_artifacts"))
     print(f"[budget_table] search at {budget} MFLOPs ({recipe.trials} trials) ...", file=sys.stderr, flush=True)
     start = time.perf_counter()
     result = run_search(recipe, RunOptions(timeout=s.search.timeout, progress=False))
-    record = {"key": key, **_search_summary(result.study, budget, s.search.space, time.perf_counter() - start),
+    wall = time.perf_counter() - start
+    record = {"key": key, **_search_summary(result.study, budget, s.search.space, wall, result.rerank),
               "search_recipe": raw}
     bench.cache.add(record)
     bench.report()
@@ -270,6 +296,9 @@ def searched_stage(bench: Bench, seed: int) -> None:
         network = (f"search #{found['best_trial']} ({found['schedule']}, width {found['width']:g}, "
                    f"SE x{found['se_count']})")
         note = f"best val of {found['feasible']} feasible trials; search val {100 * found['best_val_acc']:.2f} %"
+        if found.get("rerank_winner") is not None:
+            note = (f"re-rank winner of {found['feasible']} feasible trials ({found['family_searched']}); search val "
+                    f"{100 * found['best_val_acc']:.2f} %, re-rank val {100 * found['rerank_val_acc']:.2f} %")
         train_row(bench, Row(budget, "searched", network, spec, s.table.resolution, note), seed)
 
 
@@ -377,7 +406,16 @@ def recipe_text(s: Settings) -> str:
             f"proportionally smaller), seeds {', '.join(map(str, s.seeds))}. Search: {q.space}, {q.trials} "
             f"trials, {q.sampler}, shared parents ({q.parent_epochs} epochs on {q.subset} images), "
             f"{q.finetune_epochs} fine-tune epochs per trial (lr 0.02), validation on the same {t.val_size} "
-            "images.\n\n")
+            f"images{_new_search_text(q)}.\n\n")
+
+
+def _new_search_text(q: SearchSettings) -> str:
+    if q.rerank is None:
+        return ""
+    r = q.rerank
+    return (f"; band [{q.budget_floor:g}, 1] x budget, seed designs {'on' if q.seed_designs else 'off'}, re-rank "
+            f"of the top {r['top']} from their {r['from']} ({r['epochs']} epoch(s), growth {r['growth']}), the "
+            "winner is the re-rank's")
 
 
 # -- command line --------------------------------------------------------------------------------------------
@@ -398,14 +436,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _table_kind(resolution: int | None) -> tuple[SearchSettings, dict[str, Any]]:
+    """The search and the file names of the table trained at ``resolution``: 32 (default) is the original table
+    (``reports/budget_table.*``, the search before the band); any other side is a table of its own
+    (``reports/budget_table_<side>.*``, :data:`NEW_SEARCH`)."""
+    if resolution in (None, 32):
+        return SearchSettings(), {}
+    stem = f"{STEM}_{resolution}"
+    return NEW_SEARCH, {"stem": stem, "work_dir": ROOT / "runs" / stem}
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
-    table, search = TableRecipe(), SearchSettings()
-    base: dict[str, Any] = {}
+    search, base = _table_kind(args.resolution)
+    table = TableRecipe()
     if args.quick:
         table = TableRecipe(epochs=1, subset=256, val_size=500)
-        search = SearchSettings(trials=3, subset=256, parent_epochs=1)
-        work = ROOT / "runs" / "budget_table_quick"
-        base = {"seeds": (0,), "out_dir": work, "work_dir": work, "latency_runs": 3}
+        search = dataclasses.replace(search, trials=3, subset=256, parent_epochs=1,
+                                     rerank=search.rerank and {**search.rerank, "top": 2})
+        work = ROOT / "runs" / (f"{base['stem']}_quick" if base else "budget_table_quick")
+        base = {**base, "seeds": (0,), "out_dir": work, "work_dir": work, "latency_runs": 3}
     table = dataclasses.replace(table, **{k: v for k, v in (("epochs", args.epochs), ("subset", args.subset),
                                                             ("resolution", args.resolution)) if v is not None})
     search = dataclasses.replace(search, **{k: v for k, v in (("trials", args.search_trials),
@@ -423,7 +472,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 def run(settings: Settings) -> None:
     settings.work_dir.mkdir(parents=True, exist_ok=True)
-    cache = RunCache(settings.out_dir / f"{STEM}.runs.jsonl")
+    cache = RunCache(settings.out_dir / f"{settings.stem}.runs.jsonl")
     bench = Bench(settings, cache)
     for seed in settings.seeds:
         for name in settings.stages:

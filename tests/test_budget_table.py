@@ -114,3 +114,41 @@ def test_cli_bad_input_is_one_line_exit_2(argv, message, capsys):
     assert budget_table.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("budget_table: error: ") and message in err and err.count("\n") == 1
+
+
+def test_default_table_keeps_the_search_before_the_band():
+    s = budget_table.settings_from_args(budget_table.parse_args([]))
+    raw = s.search.recipe(s.table, 40.0)
+    assert (s.stem, s.work_dir.name, raw["space"]) == ("budget_table", "budget_table", "fd_mobilenet")
+    assert not {"budget_floor", "seed_designs", "rerank"} & set(raw)   # the committed cache keys stay valid
+    ran = s.search.file_recipe(s.table, 40.0)
+    assert (ran["budget_floor"], ran["seed_designs"]) == (0.0, False) and "rerank" not in ran
+
+
+def test_64_px_table_has_its_own_files_and_the_new_search():
+    s = budget_table.settings_from_args(budget_table.parse_args(["--resolution", "64"]))
+    assert (s.stem, s.work_dir.name, s.table.resolution) == ("budget_table_64", "budget_table_64", 64)
+    ran = s.search.file_recipe(s.table, 12.0)
+    assert (ran["space"], ran["budget_floor"], ran["seed_designs"], ran["rerank"]["top"]) == ("mobilenets", 0.85,
+                                                                                              True, 4)
+    assert ran["data"]["resolution"] == 64
+    quick = budget_table.settings_from_args(budget_table.parse_args(["--resolution", "64", "--quick"]))
+    assert (quick.stem, quick.out_dir.name, quick.search.rerank["top"]) == ("budget_table_64",
+                                                                            "budget_table_64_quick", 2)
+
+
+def test_search_winner_is_the_rerank_winner(monkeypatch):
+    from types import SimpleNamespace
+
+    import nasprune.search.record as record
+
+    def trial(number, val_acc, rerank=()):
+        return SimpleNamespace(number=number, val_acc=val_acc, trained=True, state=SimpleNamespace(name="COMPLETE"),
+                               duration_s=1.0, mflops=11.0, schedule="fast", width=0.5, se_count=0, child_spec={},
+                               family="ir", seed_design=None, rerank=rerank)
+
+    trials = [trial(0, 0.80), trial(1, 0.70, (SimpleNamespace(val_acc=0.85),))]
+    monkeypatch.setattr(record, "records", lambda study: trials)
+    assert budget_table._search_summary(None, 12, "mobilenets", 1.0)["best_trial"] == 0
+    found = budget_table._search_summary(None, 12, "mobilenets", 1.0, SimpleNamespace(winner=1))
+    assert (found["best_trial"], found["rerank_winner"], found["rerank_val_acc"]) == (1, 1, 0.85)
