@@ -80,31 +80,34 @@ def fashion_spec(model: str, width: float, resolution: int = DEPLOY_RESOLUTION) 
     return get_spec(model, width=width, resolution=resolution, num_classes=NUM_CLASSES, in_channels=IN_CHANNELS)
 
 
-def deploy_ladder(train_resolution: int, deploy: int = DEPLOY_RESOLUTION) -> list[tuple[int, int]]:
+def deploy_ladder(train_resolution: int, deploy: int = DEPLOY_RESOLUTION,
+                  min_train: int = LADDER_MIN) -> list[tuple[int, int]]:
     """``(deploy, train)`` resolution pairs, highest first, keeping ``deploy / train`` of the table exact.
 
-    Training sides step down by 4 from ``train_resolution`` to 16; a rung is kept only when its deployment
-    side ``deploy * t / train_resolution`` is a whole number.
+    Training sides step down by 4 from ``train_resolution`` to ``min_train`` (16; the >= 64 px table keeps its
+    own side so that no MobileNetV1 ends on 1x1 maps); a rung is kept only when its deployment side
+    ``deploy * t / train_resolution`` is a whole number.
     """
     rungs = []
-    for t in range(train_resolution, LADDER_MIN - 1, -LADDER_STEP):
+    for t in range(train_resolution, min_train - 1, -LADDER_STEP):
         if deploy * t % train_resolution == 0:
             rungs.append((deploy * t // train_resolution, t))
     return rungs
 
 
-def mobilenet_v1_candidate(budget_mflops: float, train_resolution: int) -> Candidate:
+def mobilenet_v1_candidate(budget_mflops: float, train_resolution: int, min_train: int = LADDER_MIN) -> Candidate:
     """MobileNetV1 with the most MACs within the budget over standard widths x the ladder (module doc)."""
     best: Candidate | None = None
-    for deploy, train in deploy_ladder(train_resolution):
+    for deploy, train in deploy_ladder(train_resolution, min_train=min_train):
         for width in V1_WIDTHS:
             spec = fashion_spec("mobilenet_v1", width, deploy)
             macs = closed_form_macs(spec)
             if macs <= budget_mflops * 1e6 and (best is None or macs > best.macs):
                 best = Candidate("mobilenet_v1", width, spec, train, macs)
     if best is None:
-        raise NaspruneError(f"budget {budget_mflops} MFLOPs is below every MobileNetV1 of the ladder: "
-                            f"expected at least {closed_form_macs(fashion_spec('mobilenet_v1', 0.25, 112)) / 1e6:.2f}")
+        smallest = deploy_ladder(train_resolution, min_train=min_train)[-1][0]
+        raise NaspruneError(f"budget {budget_mflops} MFLOPs is below every MobileNetV1 of the ladder: expected at "
+                            f"least {closed_form_macs(fashion_spec('mobilenet_v1', 0.25, smallest)) / 1e6:.2f}")
     return best
 
 
@@ -126,6 +129,20 @@ def v3_parent_width(budget_mflops: float, floor: int = DEFAULT_FLOOR) -> float:
                         f"{', '.join(map(str, V3_WIDTHS))}")
 
 
-def hand_designed(budgets: Sequence[int], train_resolution: int) -> dict[int, list[Candidate]]:
-    """MobileNetV1 and FD-MobileNet candidates per budget."""
-    return {b: [mobilenet_v1_candidate(b, train_resolution), fd_candidate(b, train_resolution)] for b in budgets}
+def hand_designed(budgets: Sequence[int], train_resolution: int,
+                  min_train: int = LADDER_MIN) -> dict[int, list[Candidate]]:
+    """MobileNetV1 and FD-MobileNet candidates per budget.
+
+    With ``min_train`` above :data:`LADDER_MIN` (the >= 64 px table) a budget below every MobileNetV1 of the
+    shortened ladder has no MobileNetV1 row; with the full ladder that is an error.
+    """
+    table: dict[int, list[Candidate]] = {}
+    for b in budgets:
+        try:
+            v1 = [mobilenet_v1_candidate(b, train_resolution, min_train)]
+        except NaspruneError:
+            if min_train <= LADDER_MIN:
+                raise
+            v1 = []
+        table[b] = [*v1, fd_candidate(b, train_resolution)]
+    return table

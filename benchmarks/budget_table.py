@@ -218,7 +218,9 @@ def _hand_row(budget: int, c: Candidate) -> Row:
 
 def hand_stage(bench: Bench, seed: int) -> None:
     s = bench.settings
-    for budget, candidates in hand_designed(s.budgets, s.table.resolution).items():
+    # the original 32 px table's MobileNetV1 ladder goes down to 16 px; any other table keeps its own side
+    min_train = 16 if s.table.resolution == 32 else s.table.resolution
+    for budget, candidates in hand_designed(s.budgets, s.table.resolution, min_train).items():
         for c in candidates:
             train_row(bench, _hand_row(budget, c), seed)
 

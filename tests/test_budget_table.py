@@ -152,3 +152,12 @@ def test_search_winner_is_the_rerank_winner(monkeypatch):
     assert budget_table._search_summary(None, 12, "mobilenets", 1.0)["best_trial"] == 0
     found = budget_table._search_summary(None, 12, "mobilenets", 1.0, SimpleNamespace(winner=1))
     assert (found["best_trial"], found["rerank_winner"], found["rerank_val_acc"]) == (1, 1, 0.85)
+
+
+def test_64_px_mobilenet_v1_stays_at_its_own_side():
+    assert sel.deploy_ladder(64, min_train=64) == [(224, 64)]
+    table = sel.hand_designed((12, 40, 140), 64, min_train=64)
+    assert [c.model for c in table[12]] == ["fd_mobilenet"]            # no standard width fits 12 at 224
+    assert [(c.width, c.train_resolution) for c in table[140]] == [(0.25, 64), (1.0, 64)]   # 0.5x has 145.4 M
+    with pytest.raises(NaspruneError, match="below every MobileNetV1"):
+        sel.hand_designed((5,), 32)                                    # the full ladder: an error
