@@ -132,6 +132,7 @@ def test_64_px_table_has_its_own_files_and_the_new_search():
     assert (ran["space"], ran["budget_floor"], ran["seed_designs"], ran["rerank"]["top"]) == ("mobilenets", 0.85,
                                                                                               True, 4)
     assert ran["data"]["resolution"] == 64
+    assert (s.seeds, s.table.epochs, s.table.subset, ran["trials"]) == ((0, 1, 2), 4, 4000, 12)   # the sizing
     quick = budget_table.settings_from_args(budget_table.parse_args(["--resolution", "64", "--quick"]))
     assert (quick.stem, quick.out_dir.name, quick.search.rerank["top"]) == ("budget_table_64",
                                                                             "budget_table_64_quick", 2)
