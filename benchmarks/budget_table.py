@@ -11,7 +11,8 @@ accuracy, MACs, params and CPU latency (re-timed at the end in one interleaved s
 ``search``, ``searched``, ``pruned``, ``pruned_scratch`` (per seed), then ``latency`` and ``report``. Every
 stage is resumable: finished runs are cached in ``reports/budget_table.runs.jsonl`` and skipped on a rerun;
 the tables and the figure are rewritten after every run. ``--quick`` is a tiny end-to-end dry run writing
-under ``runs/budget_table_quick/`` only.
+under ``runs/budget_table_quick/`` only. A ``--resolution`` other than 32 (issue 15: 64) is a table of its own,
+``reports/budget_table_<side>.*``, with the new search (:data:`NEW_SEARCH`) and its own sized recipe.
 """
 
 from __future__ import annotations
