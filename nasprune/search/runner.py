@@ -380,10 +380,13 @@ def run_search(recipe: Recipe, opts: RunOptions = RunOptions()) -> SearchResult:
     url, artifacts, data = prepare(recipe)
     study = open_study(recipe, url, artifacts, worker=1000 * opts.machine)
     shape = (data.in_channels, data.num_classes)
-    if recipe.seed_designs:
-        enqueue_seed_designs(study, recipe, shape)
-    if recipe.with_baselines:
-        enqueue_baselines(study, recipe, shape)
+    from nasprune.storage import study_mutex
+
+    with study_mutex(recipe.study, url):  # machines starting together enqueue each hand design once
+        if recipe.seed_designs:
+            enqueue_seed_designs(study, recipe, shape)
+        if recipe.with_baselines:
+            enqueue_baselines(study, recipe, shape)
     before = finished_count(study)
     start = time.perf_counter()
     progress = Progress(recipe.trials, before, opts.progress)
