@@ -212,22 +212,8 @@ def trial_design(recipe, params: Mapping, *, baseline: bool = False, seed_design
 
 
 def prune_trial(parent, design, criterion: str, *, se_ratio: float | None, seed: int = 0):
-    """Cut ``design``'s child out of a trained ``parent`` (of ``design.parent``'s spec) with ``criterion``, as the
-    search does: drop the SE the trial dropped, score, keep per layer by the design's ratios, slice.
+    """Cut ``design``'s child out of a trained ``parent`` with ``criterion``, exactly as the search does (it is
+    :func:`nasprune.search.objective.cut_child`)."""
+    from nasprune.search.objective import cut_child
 
-    The child's spec depends on the ratios only, so every criterion gives the same architecture (other channels).
-
-    Raises:
-        ValueError: ``parent`` is not a network of ``design.parent``'s spec.
-    """
-    from nasprune.prune import compute_scores, prune_model, select_per_layer
-    from nasprune.search.objective import strip_se
-
-    if parent.spec.hash != design.parent.hash:
-        raise ValueError(f"parent {parent.spec.hash} is not the design's parent {design.parent.hash}")
-    model = strip_se(parent, design.drop_se)
-    keep = select_per_layer(compute_scores(model, criterion, seed=seed), design.ratios)
-    child = prune_model(model, keep, se_ratio=se_ratio)
-    if child.spec.hash != design.child.hash:
-        raise RuntimeError(f"pruned network {child.spec.hash} differs from the design's child {design.child.hash}")
-    return child
+    return cut_child(parent, design, criterion, se_ratio=se_ratio, seed=seed)

@@ -32,7 +32,7 @@ from nasprune.search.record import TrialRecord
 from nasprune.search.seeds import PRUNED_SEED_SUFFIX
 from nasprune.search.space import Candidate, Design, drop_se, resolve
 
-__all__ = ["Objective", "band_floor", "data_shape", "strip_se"]
+__all__ = ["Objective", "band_floor", "cut_child", "data_shape", "strip_se"]
 
 
 def data_shape(recipe: Recipe, data=None) -> tuple[int, int]:
@@ -59,6 +59,28 @@ def strip_se(model, blocks):
     state = {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
     new.load_state_dict(state, strict=True)
     return new
+
+
+def cut_child(parent, design: Design, criterion: str, *, se_ratio: float | None, seed: int = 0):
+    """Cut ``design``'s child out of a trained ``parent`` (a network of ``design.parent``'s spec) with
+    ``criterion``: drop the SE the trial dropped, score, keep per layer by the design's ratios, slice.
+
+    The child's spec depends on the ratios only, so every criterion gives the same architecture (other channels).
+
+    Raises:
+        ValueError: ``parent`` is not a network of ``design.parent``'s spec.
+        RuntimeError: the cut network is not the counted child (the counted network must be the trained one).
+    """
+    from nasprune.prune import compute_scores, prune_model, select_per_layer
+
+    if parent.spec.hash != design.parent.hash:
+        raise ValueError(f"parent {parent.spec.hash} is not the design's parent {design.parent.hash}")
+    model = strip_se(parent, design.drop_se)
+    keep = select_per_layer(compute_scores(model, criterion, seed=seed), design.ratios)
+    child = prune_model(model, keep, se_ratio=se_ratio)
+    if child.spec.hash != design.child.hash:
+        raise RuntimeError(f"pruned network {child.spec.hash} differs from the counted child {design.child.hash}")
+    return child
 
 
 class Objective:
@@ -142,17 +164,12 @@ class Objective:
         return {"val_acc": result.val_acc, "train_seconds": result.train_seconds, "epochs": result.epochs}
 
     def _train_child(self, trial, cand: Candidate, design: Design):
-        from nasprune.prune import compute_scores, prune_model, select_per_layer
-
         t0 = time.perf_counter()
         parent, fresh = self.parents.get(design.parent, self._train_parent)
         trial.set_user_attr("parent_cached", not fresh)
         trial.set_user_attr("parent_seconds", time.perf_counter() - t0)
-        model = strip_se(parent, design.drop_se)
-        keep = select_per_layer(compute_scores(model, cand.criterion, seed=self.recipe.seed), design.ratios)
-        child = prune_model(model, keep, se_ratio=self.recipe.space.member(cand.family).se_ratio)  # as counted
-        if child.spec.hash != design.child.hash:  # the counted network must be the trained one
-            raise RuntimeError(f"pruned network {child.spec.hash} differs from the counted child {design.child.hash}")
+        child = cut_child(parent, design, cand.criterion, se_ratio=self.recipe.space.member(cand.family).se_ratio,
+                          seed=self.recipe.seed)
         t1 = time.perf_counter()
         val_acc = self._finetune(trial, child)
         trial.set_user_attr("finetune_seconds", time.perf_counter() - t1)
