@@ -1,7 +1,8 @@
 """The budget table from the run cache: a pandas table first (CSV, Markdown), then a Plotly figure of it.
 
 Training runs are grouped by ``row`` (one network of one budget row); test accuracy is reported as the mean
-over seeds +- half the range (max - min) / 2, which for two seeds is the distance of each seed from the mean.
+over seeds +- the sample standard deviation (``ddof=1``; 0 for a single seed). Latencies are the interleaved
+latency session's where it has them: PyTorch at 224 and at the training side, onnxruntime at 224.
 """
 
 from __future__ import annotations
@@ -21,20 +22,24 @@ __all__ = ["FAMILY_ORDER", "figure", "markdown", "search_table", "summarize", "w
 FAMILY_ORDER: Mapping[str, tuple[str, str, str]] = {
     "mobilenet_v1": ("MobileNetV1", "square", "#ff7f0e"),
     "fd_mobilenet": ("FD-MobileNet", "circle", "#1f77b4"),
+    "mobilenet_v3_large": ("MobileNetV3-Large", "triangle-up", "#9467bd"),
+    "mobilenet_v3_small": ("MobileNetV3-Small", "triangle-down", "#8c564b"),
     "searched": ("nasprune search, retrained", "star", "#d62728"),
     "v3_pruned": ("MobileNetV3-Large, gamma x S pruned + fine-tuned", "diamond", "#2ca02c"),
     "v3_scratch": ("pruned MobileNetV3-Large architecture, from scratch", "diamond-open", "#2ca02c"),
     "reference": ("reference (over budget)", "x", "#7f7f7f"),
 }
 TABLE_COLUMNS = ("budget", "family", "network", "mflops", "params", "test_acc", "test_spread", "seeds", "val_acc",
-                 "latency_224_ms", "latency_train_ms", "deploy_resolution", "train_resolution", "note")
+                 "latency_224_ms", "latency_train_ms", "latency_ort_224_ms", "deploy_resolution", "train_resolution",
+                 "note")
 
 
 def _runs(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Training runs (of ``recipe`` only, if given); latencies from the interleaved latency session replace the
     per-run ones where present."""
     records = list(records)
-    session = next((r["ms"] for r in records if r.get("kind") == "latency"), {})
+    latency = next((r for r in records if r.get("kind") == "latency"), {})
+    session, session_ort = latency.get("ms", {}), latency.get("ms_ort", {})
     rows = []
     for r in records:
         if r.get("kind") != "train" or (recipe is not None and r.get("recipe") != dict(recipe)):
@@ -43,6 +48,7 @@ def _runs(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | None
         spec_hash = r.get("spec_hash")
         for column, res in (("latency_deploy_ms", r["deploy_resolution"]), ("latency_train_ms", r["train_resolution"])):
             r[column] = session.get(f"{spec_hash}@{res}", r[column])
+        r["latency_ort_ms"] = session_ort.get(f"{spec_hash}@{r['deploy_resolution']}", float("nan"))
         rows.append(r)
     runs = pd.DataFrame(rows)
     if not runs.empty:  # a row is (budget, family); the reference parents are told apart by their name
@@ -63,6 +69,11 @@ def _note(notes: pd.Series) -> str:
     return _RATIO.sub(f"global ratio {' / '.join(ratios)} per seed (of ", unique[0], count=1)
 
 
+def _std(accuracies: pd.Series) -> float:
+    """The sample standard deviation over seeds (``ddof=1``); 0 for a single seed."""
+    return float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0
+
+
 def summarize(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """One line per network of a budget row, seeds aggregated; empty (with the columns) before any run.
 
@@ -76,13 +87,13 @@ def summarize(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | 
     table = grouped.agg(
         network=("network", "first"), mflops=("mflops", "mean"), params=("params", "mean"),
         test_acc=("test_acc", "mean"),
-        test_min=("test_acc", "min"), test_max=("test_acc", "max"), seeds=("seed", "nunique"),
+        test_spread=("test_acc", _std), seeds=("seed", "nunique"),
         val_acc=("val_acc", "mean"), latency_224_ms=("latency_deploy_ms", "median"),
-        latency_train_ms=("latency_train_ms", "median"), deploy_resolution=("deploy_resolution", "first"),
+        latency_train_ms=("latency_train_ms", "median"), latency_ort_224_ms=("latency_ort_ms", "median"),
+        deploy_resolution=("deploy_resolution", "first"),
         train_resolution=("train_resolution", "first"), note=("note", _note),
     ).reset_index()
     table["params"] = table["params"].round().astype(int)
-    table["test_spread"] = (table.pop("test_max") - table.pop("test_min")) / 2
     order = {f: i for i, f in enumerate(FAMILY_ORDER)}
     table = table.sort_values(["budget", "family"], key=lambda c: c.map(order) if c.name == "family" else c)
     return table[list(TABLE_COLUMNS)].reset_index(drop=True)
@@ -102,11 +113,12 @@ def _pct(x: float) -> str:
 
 def _cells(row) -> list[str]:
     latency = "" if pd.isna(row.latency_224_ms) else f"{row.latency_224_ms:.2f} / {row.latency_train_ms:.2f}"
+    ort = "" if pd.isna(row.latency_ort_224_ms) else f"{row.latency_ort_224_ms:.2f}"
     spread = f"{_pct(row.test_acc)} ± {_pct(row.test_spread)}"
     budget = "—" if pd.isna(row.budget) else f"{row.budget:g}"
     return [budget, FAMILY_ORDER[row.family][0], row.network, f"{row.mflops:.2f}", f"{row.params:,}",
-            spread, str(row.seeds), _pct(row.val_acc), latency, f"{row.deploy_resolution} / {row.train_resolution}",
-            row.note or ""]
+            spread, str(row.seeds), _pct(row.val_acc), latency, ort,
+            f"{row.deploy_resolution} / {row.train_resolution}", row.note or ""]
 
 
 def _md(header: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
@@ -117,8 +129,9 @@ def _md(header: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
 
 def markdown(table: pd.DataFrame, searches: pd.DataFrame) -> str:
     """The results table and the search-cost table as Markdown."""
-    header = ("budget (MFLOPs)", "family", "network", "MFLOPs", "params", "test acc % (mean ± half range)",
-              "seeds", "val acc %", "latency ms (224 / train res)", "resolution (deploy / train)", "note")
+    header = ("budget (MFLOPs)", "family", "network", "MFLOPs", "params", "test acc % (mean ± std)",
+              "seeds", "val acc %", "PyTorch latency ms (224 / train res)", "onnxruntime latency ms (224)",
+              "resolution (deploy / train)", "note")
     text = _md(header, (_cells(r) for r in table.itertuples()))
     if not searches.empty:
         s_header = ("budget", "space", "trials (complete / feasible / pruned / failed)",
@@ -131,7 +144,7 @@ def markdown(table: pd.DataFrame, searches: pd.DataFrame) -> str:
 
 
 def figure(table: pd.DataFrame, budgets: Sequence[float]):
-    """Test accuracy against MFLOPs at 224x224, one trace per family, error bars = half range over seeds."""
+    """Test accuracy against MFLOPs at 224x224, one trace per family, error bars = standard deviation over seeds."""
     import plotly.graph_objects as go
 
     fig = go.Figure()

@@ -13,6 +13,11 @@ Rules (stated in ``benchmarks/README.md``):
   (ties: the higher resolution). A point below 224 is trained and tested at its own, proportionally smaller,
   training resolution, so it sees what it would see deployed.
 * **FD-MobileNet**: the paper's width for the budget (0.25x, 0.5x, 1x at 12, 40, 140 MFLOPs) at 224.
+* **The >= 64 px table** (:func:`wide_hand_designed`) trains every network at the table's own side, so no
+  ladder: MobileNetV1 at 224 and the **widest multiple of 1/32** within the budget (the standard widths are
+  multiples of 1/32; 12 MFLOPs has none, so 0.125x stands in there, 140 MFLOPs gets 0.46875x instead of 0.25x);
+  FD-MobileNet as above; MobileNetV3-Large and -Small at the **widest standard width** (1, 0.75, 0.5, 0.35) that
+  fits at 224 (MobileNetV3-Large has none at 12 MFLOPs: its 0.35x has 33 M).
 * **MobileNetV3-Large, pruned**: the widest width (1, 0.75, 0.5, 0.35) whose smallest expansion-only child
   (every prunable layer at the selection floor) fits the budget; then the **smallest global ratio** whose
   gamma x S selection fits, found by bisection over the number of pruned channels.
@@ -39,7 +44,10 @@ __all__ = [
     "fd_candidate",
     "hand_designed",
     "mobilenet_v1_candidate",
+    "mobilenet_v1_grid_candidate",
+    "v3_candidates",
     "v3_parent_width",
+    "wide_hand_designed",
 ]
 
 BUDGETS: tuple[int, ...] = (12, 40, 140)       # MFLOPs at 224x224
@@ -49,6 +57,8 @@ IN_CHANNELS = 1
 V1_WIDTHS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25)
 FD_WIDTHS: Mapping[int, float] = {12: 0.25, 40: 0.5, 140: 1.0}
 V3_WIDTHS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.35)
+V1_GRID = 32                                   # the >= 64 px table's MobileNetV1 widths: multiples of 1/32
+V3_MODELS: tuple[str, ...] = ("mobilenet_v3_large", "mobilenet_v3_small")
 LADDER_STEP = 4                                 # training-side pixels between rungs of the V1 ladder
 LADDER_MIN = 16
 
@@ -146,3 +156,36 @@ def hand_designed(budgets: Sequence[int], train_resolution: int,
             v1 = []
         table[b] = [*v1, fd_candidate(b, train_resolution)]
     return table
+
+
+def mobilenet_v1_grid_candidate(budget_mflops: float, train_resolution: int) -> Candidate:
+    """MobileNetV1 at 224 and the widest multiple of 1/:data:`V1_GRID` within the budget (the >= 64 px table)."""
+    for k in range(V1_GRID, 0, -1):
+        spec = fashion_spec("mobilenet_v1", k / V1_GRID)
+        if (macs := closed_form_macs(spec)) <= budget_mflops * 1e6:
+            return Candidate("mobilenet_v1", k / V1_GRID, spec, train_resolution, macs)
+    raise NaspruneError(f"budget {budget_mflops} MFLOPs is below every MobileNetV1 width k/{V1_GRID}: expected at "
+                        f"least {closed_form_macs(fashion_spec('mobilenet_v1', 1 / V1_GRID)) / 1e6:.2f}")
+
+
+def v3_candidates(budget_mflops: float, train_resolution: int) -> list[Candidate]:
+    """MobileNetV3-Large and -Small, each at its widest standard width (:data:`V3_WIDTHS`) that fits at 224.
+
+    BN momentum is 0.1 like every other network of the table (see :func:`budget_table.v3_parent`). A model with no
+    width within the budget has no candidate.
+    """
+    found = []
+    for model in V3_MODELS:
+        for width in V3_WIDTHS:
+            spec = fashion_spec(model, width).replace(bn_momentum=0.1)
+            if (macs := closed_form_macs(spec)) <= budget_mflops * 1e6:
+                found.append(Candidate(model, width, spec, train_resolution, macs))
+                break
+    return found
+
+
+def wide_hand_designed(budgets: Sequence[int], train_resolution: int) -> dict[int, list[Candidate]]:
+    """The >= 64 px table's hand designs per budget (module doc): MobileNetV1, FD-MobileNet, MobileNetV3-Large
+    and -Small, every one at 224 and trained at ``train_resolution``."""
+    return {b: [mobilenet_v1_grid_candidate(b, train_resolution), fd_candidate(b, train_resolution),
+                *v3_candidates(b, train_resolution)] for b in budgets}

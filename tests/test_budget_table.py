@@ -91,16 +91,19 @@ def test_pruned_rows_merge_seeds_and_list_their_ratios():
     assert row.note == "from width 1; global ratio 0.933 / 0.924 per seed (of 5000 expansion channels), then fine-tuned"
 
 
-def test_summary_mean_and_half_range_over_seeds():
-    records = [_run(0, 0.80), _run(1, 0.86), _run(0, 0.70, "mobilenet_v1"), _run(0, 0.9, "reference", None),
-               {"key": "latency-session", "kind": "latency", "ms": {"h@224": 1.5}}]
+def test_summary_mean_and_sample_std_over_seeds():
+    records = [_run(0, 0.80), _run(1, 0.86), _run(2, 0.83), _run(0, 0.70, "mobilenet_v1"),
+               _run(0, 0.9, "reference", None),
+               {"key": "latency-session", "kind": "latency", "ms": {"h@224": 1.5}, "ms_ort": {"h@224": 0.25}}]
     table = budget_report.summarize(records)
     assert list(table["family"]) == ["mobilenet_v1", "fd_mobilenet", "reference"]
     fd = table.iloc[1]
-    assert (fd.seeds, fd.test_acc, fd.test_spread) == (2, pytest.approx(0.83), pytest.approx(0.03))
-    assert (fd.latency_224_ms, fd.latency_train_ms) == (1.5, 1.0)
+    # 0.80, 0.86, 0.83: deviations -3, +3, 0 points, so the sample std is sqrt(18 / 2) = 3 points
+    assert (fd.seeds, fd.test_acc, fd.test_spread) == (3, pytest.approx(0.83), pytest.approx(0.03))
+    assert (fd.latency_224_ms, fd.latency_train_ms, fd.latency_ort_224_ms) == (1.5, 1.0, 0.25)
+    assert table.iloc[0].test_spread == 0.0                             # one seed: no spread
     text = budget_report.markdown(table, budget_report.search_table(records))
-    assert "| 40 | FD-MobileNet | fd_mobilenet | 36.00 | 10 | 83.00 ± 3.00 | 2 |" in text
+    assert "| 40 | FD-MobileNet | fd_mobilenet | 36.00 | 10 | 83.00 ± 3.00 | 3 |" in text
     assert "| — | reference (over budget) | reference |" in text
     assert budget_report.summarize(records, recipe={"epochs": 1}).empty
 
@@ -116,26 +119,30 @@ def test_cli_bad_input_is_one_line_exit_2(argv, message, capsys):
     assert err.startswith("budget_table: error: ") and message in err and err.count("\n") == 1
 
 
-def test_default_table_keeps_the_search_before_the_band():
-    s = budget_table.settings_from_args(budget_table.parse_args([]))
+def test_32_px_table_keeps_the_search_before_the_band():
+    s = budget_table.settings_from_args(budget_table.parse_args(["--resolution", "32"]))
     raw = s.search.recipe(s.table, 40.0)
-    assert (s.stem, s.work_dir.name, raw["space"]) == ("budget_table", "budget_table", "fd_mobilenet")
+    assert (s.stem, s.work_dir.name, raw["space"], s.wide) == ("budget_table_32", "budget_table_32",
+                                                               "fd_mobilenet", False)
     assert not {"budget_floor", "seed_designs", "rerank"} & set(raw)   # the committed cache keys stay valid
     ran = s.search.file_recipe(s.table, 40.0)
     assert (ran["budget_floor"], ran["seed_designs"]) == (0.0, False) and "rerank" not in ran
 
 
-def test_64_px_table_has_its_own_files_and_the_new_search():
-    s = budget_table.settings_from_args(budget_table.parse_args(["--resolution", "64"]))
-    assert (s.stem, s.work_dir.name, s.table.resolution) == ("budget_table_64", "budget_table_64", 64)
+def test_the_main_table_is_64_px_with_the_new_search():
+    s = budget_table.settings_from_args(budget_table.parse_args([]))
+    assert s == budget_table.settings_from_args(budget_table.parse_args(["--resolution", "64"]))
+    assert (s.stem, s.work_dir.name, s.table.resolution, s.wide) == ("budget_table", "budget_table", 64, True)
     ran = s.search.file_recipe(s.table, 12.0)
     assert (ran["space"], ran["budget_floor"], ran["seed_designs"], ran["rerank"]["top"]) == ("mobilenets", 0.85,
                                                                                               True, 4)
     assert ran["data"]["resolution"] == 64
-    assert (s.seeds, s.table.epochs, s.table.subset, ran["trials"]) == ((0, 1, 2), 4, 4000, 12)   # the sizing
-    quick = budget_table.settings_from_args(budget_table.parse_args(["--resolution", "64", "--quick"]))
-    assert (quick.stem, quick.out_dir.name, quick.search.rerank["top"]) == ("budget_table_64",
-                                                                            "budget_table_64_quick", 2)
+    assert (s.seeds, s.table.epochs, s.table.subset, ran["trials"]) == ((0, 1, 2), 4, 4000, 16)   # the sizing
+    quick = budget_table.settings_from_args(budget_table.parse_args(["--quick"]))
+    assert (quick.stem, quick.out_dir.name, quick.search.rerank["top"]) == ("budget_table",
+                                                                            "budget_table_quick", 2)
+    other = budget_table.settings_from_args(budget_table.parse_args(["--resolution", "96"]))
+    assert (other.stem, other.table.resolution, other.wide) == ("budget_table_96", 96, True)
 
 
 def test_search_winner_is_the_rerank_winner(monkeypatch):
@@ -155,7 +162,27 @@ def test_search_winner_is_the_rerank_winner(monkeypatch):
     assert (found["best_trial"], found["rerank_winner"], found["rerank_val_acc"]) == (1, 1, 0.85)
 
 
-def test_64_px_mobilenet_v1_stays_at_its_own_side():
+def test_64_px_hand_designs_fill_each_budget_at_224():
+    table = sel.wide_hand_designed((12, 40, 140), 64)
+    got = {b: [(c.model, c.width, round(c.macs / 1e6, 2)) for c in cs] for b, cs in table.items()}
+    assert got == {
+        12: [("mobilenet_v1", 0.125, 11.06), ("fd_mobilenet", 0.25, 9.98), ("mobilenet_v3_small", 0.35, 9.08)],
+        40: [("mobilenet_v1", 0.25, 38.97), ("fd_mobilenet", 0.5, 36.01), ("mobilenet_v3_large", 0.35, 33.03),
+             ("mobilenet_v3_small", 0.75, 34.74)],
+        140: [("mobilenet_v1", 0.46875, 128.39), ("fd_mobilenet", 1.0, 136.25), ("mobilenet_v3_large", 0.75, 135.47),
+              ("mobilenet_v3_small", 1.0, 51.88)]}
+    for b, cs in table.items():                       # each is the widest of its grid: the next step is over budget
+        for c in cs:
+            assert c.spec.resolution == 224 and c.train_resolution == 64 and c.macs == closed_form_macs(c.spec)
+        v1 = cs[0]
+        assert closed_form_macs(sel.fashion_spec("mobilenet_v1", v1.width + 1 / 32)) > b * 1e6
+    assert closed_form_macs(sel.fashion_spec("mobilenet_v3_large", 0.35)) > 12e6      # so no V3-Large at 12
+    assert closed_form_macs(sel.fashion_spec("mobilenet_v3_small", 0.5)) > 12e6
+    with pytest.raises(NaspruneError, match="below every MobileNetV1 width"):
+        sel.mobilenet_v1_grid_candidate(1, 64)
+
+
+def test_64_px_mobilenet_v1_ladder_stays_at_its_own_side():
     assert sel.deploy_ladder(64, min_train=64) == [(224, 64)]
     table = sel.hand_designed((12, 40, 140), 64, min_train=64)
     assert [c.model for c in table[12]] == ["fd_mobilenet"]            # no standard width fits 12 at 224
