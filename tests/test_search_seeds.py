@@ -82,3 +82,19 @@ def test_the_two_family_space_trains_both_families_in_one_study(search):
         assert all(name == "family" or name.startswith(f"{family}.") for name in t.params), t.params
     parents = {(r.family, r.schedule): r.parent_hash for r in recs if r.trained}
     assert len(set(parents.values())) == len(parents)  # one shared parent per (family, schedule)
+
+
+def test_a_space_with_its_own_bn_momentum_still_reproduces_the_hand_designs(tmp_path):
+    from nasprune.search.recipe import load_recipe
+    from nasprune.search.seeds import hand_designs
+
+    def names(overrides):
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump({**SYNTHETIC, "space": "mobilenet_v3", "budget_mflops": 300,
+                                        "space_overrides": {"free_placement": None, **overrides}}))
+        return [h.name for h in hand_designs(load_recipe(path), (1, 4))]
+
+    torchvision = names({})
+    assert torchvision == ["mobilenet_v3_large_0.5", "mobilenet_v3_large_0.75", "mobilenet_v3_large_1"]
+    assert names({"bn_momentum": 0.1}) == torchvision          # a training setting, not the architecture
+    assert names({"bn_eps": 1e-5}) == []                       # the numerics of the network itself differ

@@ -76,7 +76,7 @@ def _point(space, family: str, values: Mapping[str, Any]) -> dict[str, Any]:
 
 def hand_designs(recipe, shape: tuple[int, int]) -> list[HandDesign]:
     """Every hand design at a standard width that the recipe's space reproduces exactly (same spec hash as the
-    zoo's when trained as its own parent), cheapest first."""
+    zoo's when trained as its own parent, BN momentum aside: a space may set its own), cheapest first."""
     from nasprune.cost import count
     from nasprune.zoo import get_spec
 
@@ -97,7 +97,8 @@ def hand_designs(recipe, shape: tuple[int, int]) -> list[HandDesign]:
                                  in_channels=shape[0], num_classes=shape[1])
                 zoo = get_spec(zoo_name, width=width, resolution=recipe.deploy_resolution, in_channels=shape[0],
                                num_classes=shape[1])
-                if design.child.hash == zoo.hash:
+                # BN momentum is a training setting, not architecture: a space may settle BN faster than torchvision
+                if design.child.hash == zoo.replace(bn_momentum=design.child.bn_momentum).hash:
                     out.append(HandDesign(zoo_name=zoo_name, width=width, params=params,
                                           mflops=count(design.child, layers=False).macs / 1e6))
     return sorted(out, key=lambda h: h.mflops)
