@@ -25,6 +25,7 @@ FAMILY_ORDER: Mapping[str, tuple[str, str, str]] = {
     "mobilenet_v3_large": ("MobileNetV3-Large", "triangle-up", "#9467bd"),
     "mobilenet_v3_small": ("MobileNetV3-Small", "triangle-down", "#8c564b"),
     "searched": ("nasprune search, retrained", "star", "#d62728"),
+    "searched_ft": ("nasprune search, fine-tuned from its weights", "star-open", "#d62728"),
     "v3_pruned": ("MobileNetV3-Large, gamma x S pruned + fine-tuned", "diamond", "#2ca02c"),
     "v3_scratch": ("pruned MobileNetV3-Large architecture, from scratch", "diamond-open", "#2ca02c"),
     "reference": ("reference (over budget)", "x", "#7f7f7f"),

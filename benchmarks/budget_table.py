@@ -120,13 +120,16 @@ WIDE_TABLE = TableRecipe(epochs=4, subset=4000, resolution=64)
 WIDE_SEEDS = (0, 1, 2)
 
 
+DEFAULT_STAGES = ("hand", "search", "searched", "searched_ft", "pruned", "pruned_scratch", "latency")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     table: TableRecipe
     search: SearchSettings
     seeds: tuple[int, ...] = (0, 1)
     budgets: tuple[int, ...] = BUDGETS
-    stages: tuple[str, ...] = ("hand", "search", "searched", "pruned", "pruned_scratch", "latency")
+    stages: tuple[str, ...] = DEFAULT_STAGES
     out_dir: Path = ROOT / "reports"
     work_dir: Path = ROOT / "runs" / "budget_table"
     latency_runs: int = 30
@@ -327,6 +330,57 @@ def searched_stage(bench: Bench, seed: int) -> None:
         train_row(bench, Row(budget, "searched", network, spec, s.table.resolution, note), seed)
 
 
+def search_weights(bench: Bench, budget: int, found: dict[str, Any]):
+    """The search winner's trained child as the search left it: the re-rank's last weights where it kept them,
+    else the trial's own checkpoint; on CPU, its spec at the deployment resolution (``found['child_spec']``)."""
+    import tempfile
+
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from nasprune.checkpoint import load
+    from nasprune.search.record import records
+    from nasprune.storage import load_study
+
+    s = bench.settings
+    study = load_study(f"budget_{budget}_{found['key']}", f"journal:{s.work_dir / 'searches.journal'}")
+    trial = next(r for r in records(study) if r.number == found["best_trial"])
+    artifact = next((r.artifact_id for r in reversed(trial.rerank) if r.artifact_id), None) or trial.artifact_id
+    if artifact is None:
+        raise NaspruneError(f"search trial {trial.number} at {budget} MFLOPs kept no weights: expected an "
+                            "artifact_id (rerun the search stage)")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "weights.ckpt"
+        with FileSystemArtifactStore(s.work_dir / "search_artifacts").open_reader(artifact) as r:
+            path.write_bytes(r.read())
+        model = load(path, map_location="cpu")
+    spec = ArchSpec.from_dict(found["child_spec"])
+    if model.spec.replace(resolution=spec.resolution).hash != spec.hash:
+        raise NaspruneError(f"artifact {artifact} of search trial {trial.number} holds another network than its "
+                            "child_spec: the search's files are inconsistent")
+    model.spec = spec
+    return model, artifact
+
+
+def searched_finetuned_stage(bench: Bench, seed: int) -> None:
+    """The search winner fine-tuned with the recipe from the weights the search trained (the pruned V3 rows'
+    treatment: a trained start, then the recipe), beside its retraining from scratch (``searched``).
+
+    Every seed starts from the same search weights (one search per budget), so this row's spread is the
+    fine-tuning's only.
+    """
+    s = bench.settings
+    for budget in s.budgets:
+        found = search_at(bench, budget)
+        model, artifact = search_weights(bench, budget, found)
+        spec = model.spec.replace(name=f"searched_{budget}")
+        network = (f"search #{found['best_trial']} ({found['schedule']}, width {found['width']:g}, "
+                   f"SE x{found['se_count']}), fine-tuned")
+        note = (f"the search's weights of trial {found['best_trial']} (artifact {artifact[:8]}), fine-tuned with "
+                "the recipe; every seed starts from them")
+        row = Row(budget, "searched_ft", network, spec, s.table.resolution, note)
+        train_row(bench, row, seed, model=model, init=f"search:{found['key']}:{found['best_trial']}")
+
+
 def _parent_path(settings: Settings, width: float, seed: int) -> Path:
     key = run_key(width=width, seed=seed, recipe=settings.table.to_dict())
     return settings.work_dir / "v3_parents" / f"mobilenet_v3_large_{width:g}-s{seed}-{key}.pt"
@@ -421,8 +475,8 @@ def pruned_scratch_stage(bench: Bench, seed: int) -> None:
         train_row(bench, row, seed)
 
 
-STAGES = {"hand": hand_stage, "search": search_stage, "searched": searched_stage, "pruned": pruned_stage,
-          "pruned_scratch": pruned_scratch_stage}
+STAGES = {"hand": hand_stage, "search": search_stage, "searched": searched_stage,
+          "searched_ft": searched_finetuned_stage, "pruned": pruned_stage, "pruned_scratch": pruned_scratch_stage}
 FINAL_STAGES = {"latency": latency_stage, "report": lambda bench: None}  # run() always rewrites the reports
 
 
@@ -485,7 +539,10 @@ def _table_kind(resolution: int | None) -> tuple[TableRecipe, SearchSettings, di
     resolution = MAIN_RESOLUTION if resolution is None else resolution
     stem = STEM if resolution == MAIN_RESOLUTION else f"{STEM}_{resolution}"
     if resolution == 32:
-        return TableRecipe(), SearchSettings(), {"stem": stem, "work_dir": ROOT / "runs" / stem, "wide": False}
+        # its searches ran before re-ranks and kept weights: no fine-tuned searched row
+        stages = tuple(x for x in DEFAULT_STAGES if x != "searched_ft")
+        return TableRecipe(), SearchSettings(), {"stem": stem, "work_dir": ROOT / "runs" / stem, "wide": False,
+                                                 "stages": stages}
     return WIDE_TABLE, NEW_SEARCH, {"stem": stem, "work_dir": ROOT / "runs" / stem, "seeds": WIDE_SEEDS}
 
 

@@ -125,6 +125,7 @@ def test_32_px_table_keeps_the_search_before_the_band():
     assert (s.stem, s.work_dir.name, raw["space"], s.wide) == ("budget_table_32", "budget_table_32",
                                                                "fd_mobilenet", False)
     assert not {"budget_floor", "seed_designs", "rerank"} & set(raw)   # the committed cache keys stay valid
+    assert "searched_ft" not in s.stages                               # its searches kept no re-ranked weights
     ran = s.search.file_recipe(s.table, 40.0)
     assert (ran["budget_floor"], ran["seed_designs"]) == (0.0, False) and "rerank" not in ran
 
@@ -133,6 +134,7 @@ def test_the_main_table_is_64_px_with_the_new_search():
     s = budget_table.settings_from_args(budget_table.parse_args([]))
     assert s == budget_table.settings_from_args(budget_table.parse_args(["--resolution", "64"]))
     assert (s.stem, s.work_dir.name, s.table.resolution, s.wide) == ("budget_table", "budget_table", 64, True)
+    assert s.stages == budget_table.DEFAULT_STAGES and "searched_ft" in s.stages
     ran = s.search.file_recipe(s.table, 12.0)
     assert (ran["space"], ran["budget_floor"], ran["seed_designs"], ran["rerank"]["top"]) == ("mobilenets", 0.85,
                                                                                               True, 4)
