@@ -16,7 +16,8 @@ import pandas as pd
 
 from nasprune.fsutil import atomic_write_text
 
-__all__ = ["FAMILY_ORDER", "figure", "markdown", "search_table", "summarize", "write_reports"]
+__all__ = ["FAMILY_ORDER", "PAPER_FD_GAIN", "claims", "figure", "markdown", "search_table", "summarize",
+           "write_reports"]
 
 # family -> (legend label, marker symbol, colour); the table lists families in this order per budget.
 FAMILY_ORDER: Mapping[str, tuple[str, str, str]] = {
@@ -30,6 +31,10 @@ FAMILY_ORDER: Mapping[str, tuple[str, str, str]] = {
     "v3_scratch": ("pruned MobileNetV3-Large architecture, from scratch", "diamond-open", "#2ca02c"),
     "reference": ("reference (over budget)", "x", "#7f7f7f"),
 }
+#: FD-MobileNet's ImageNet top-1 gain over MobileNet at each budget (points; the FD-MobileNet paper, see
+#: ../shared/reference/fd-mobilenet.md): 5.5 at 12 and 5.6 at 40 MFLOPs, about 1.6 at 140.
+PAPER_FD_GAIN: Mapping[int, float] = {12: 5.5, 40: 5.6, 140: 1.6}
+SEARCHED = ("searched", "searched_ft")
 TABLE_COLUMNS = ("budget", "family", "network", "mflops", "params", "test_acc", "test_spread", "seeds", "val_acc",
                  "latency_224_ms", "latency_train_ms", "latency_ort_224_ms", "deploy_resolution", "train_resolution",
                  "note")
@@ -103,7 +108,8 @@ def summarize(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | 
 def search_table(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """One line per search: its cost (trials, wall time) and its best feasible trial."""
     rows = [{k: r.get(k) for k in ("budget", "space", "trials", "complete", "feasible", "pruned", "failed",
-                                    "wall_seconds", "trial_seconds", "best_trial", "best_val_acc", "best_mflops")}
+                                    "wall_seconds", "trial_seconds", "best_trial", "best_val_acc", "best_mflops",
+                                    "family_searched", "schedule", "width", "seed_design", "rerank_val_acc")}
             for r in records if r.get("kind") == "search"]
     return pd.DataFrame(rows).sort_values("budget").reset_index(drop=True) if rows else pd.DataFrame()
 
@@ -136,12 +142,54 @@ def markdown(table: pd.DataFrame, searches: pd.DataFrame) -> str:
     text = _md(header, (_cells(r) for r in table.itertuples()))
     if not searches.empty:
         s_header = ("budget", "space", "trials (complete / feasible / pruned / failed)",
-                    "wall time (min, sum of trials)", "best trial", "its val acc % (search recipe)", "its MFLOPs")
+                    "wall time (min, sum of trials)", "winner", "its val acc % (search recipe)", "its MFLOPs",
+                    "family, schedule, width", "seed design")
         lines = ([f"{r.budget:g}", r.space, f"{r.trials} ({r.complete} / {r.feasible} / {r.pruned} / {r.failed})",
-                  f"{r.trial_seconds / 60:.1f}", str(r.best_trial), _pct(r.best_val_acc), f"{r.best_mflops:.2f}"]
+                  f"{r.trial_seconds / 60:.1f}", str(r.best_trial), _pct(r.best_val_acc), f"{r.best_mflops:.2f}",
+                  ", ".join(str(v) for v in (r.family_searched, r.schedule, r.width) if not _missing(v)),
+                  "" if _missing(r.seed_design) else str(r.seed_design)]
                  for r in searches.itertuples())
         text += "\n\nSearch cost:\n\n" + _md(s_header, lines)
+        text += "\n\n" + claims(table, searches)
     return text + "\n"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))
+
+
+def _gap(a, b) -> str:
+    """``a - b`` in points, with both rows' standard deviations."""
+    return (f"{100 * (a.test_acc - b.test_acc):+.2f} (± {100 * a.test_spread:.2f} against "
+            f"± {100 * b.test_spread:.2f})")
+
+
+def claims(table: pd.DataFrame, searches: pd.DataFrame) -> str:
+    """The table's three claims per budget, in points of mean test accuracy: FD-MobileNet - MobileNetV1 against
+    the paper's gain (:data:`PAPER_FD_GAIN`); each searched row - the best other row (every budget row but the
+    searched ones); which family and schedule the search chose."""
+    lines = []
+    for budget, rows in table.dropna(subset=["budget"]).groupby("budget", sort=True):
+        by = {r.family: r for r in rows.itertuples()}
+        cells = [f"{budget:g}"]
+        fd, v1 = by.get("fd_mobilenet"), by.get("mobilenet_v1")
+        cells.append(_gap(fd, v1) if fd is not None and v1 is not None else "")
+        cells.append(f"{PAPER_FD_GAIN[int(budget)]:+.1f}" if int(budget) in PAPER_FD_GAIN else "")
+        others = [r for r in rows.itertuples() if r.family not in SEARCHED]
+        best = max(others, key=lambda r: r.test_acc) if others else None
+        cells.append("" if best is None else f"{best.network} ({_pct(best.test_acc)})")
+        for family in SEARCHED:
+            found = by.get(family)
+            cells.append(_gap(found, best) if found is not None and best is not None else "")
+        search = searches[searches["budget"] == budget] if not searches.empty else searches
+        chosen = "" if search.empty else ", ".join(
+            str(v) for v in (search.iloc[0].get("family_searched"), search.iloc[0].get("schedule"))
+            if not _missing(v))
+        cells.append(chosen)
+        lines.append(cells)
+    header = ("budget", "FD-MobileNet − MobileNetV1 (points)", "paper (ImageNet)", "best other row (test %)",
+              "searched, retrained − best other", "searched, fine-tuned − best other", "search chose")
+    return "Claims (differences of mean test accuracy; ± are each row's std over seeds):\n\n" + _md(header, lines)
 
 
 def figure(table: pd.DataFrame, budgets: Sequence[float]):

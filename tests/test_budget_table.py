@@ -191,3 +191,19 @@ def test_64_px_mobilenet_v1_ladder_stays_at_its_own_side():
     assert [(c.width, c.train_resolution) for c in table[140]] == [(0.25, 64), (1.0, 64)]   # 0.5x has 145.4 M
     with pytest.raises(NaspruneError, match="below every MobileNetV1"):
         sel.hand_designed((5,), 32)                                    # the full ladder: an error
+
+
+def test_claims_are_differences_of_means_against_the_best_other_row():
+    records = [_run(0, 0.80, "mobilenet_v1"), _run(1, 0.82, "mobilenet_v1"), _run(0, 0.85), _run(1, 0.87),
+               _run(0, 0.90, "v3_pruned"), _run(1, 0.90, "v3_pruned"), _run(0, 0.91, "searched"),
+               _run(1, 0.93, "searched"), _run(0, 0.95, "reference", None),
+               {"key": "s", "kind": "search", "budget": 40, "space": "mobilenets", "family_searched": "ir",
+                "schedule": "slow"}]
+    table = budget_report.summarize(records)
+    text = budget_report.claims(table, budget_report.search_table(records))
+    # FD 86 - V1 81 = +5 points; the best other row is the pruned V3 (90 %), which the searched row (92 %) beats by 2;
+    # the over-budget reference parent (95 %) is no budget row and no fine-tuned searched row ran
+    std = 100 * 2 ** 0.5 / 100                     # two seeds one point either side of the mean: std sqrt(2) points
+    assert (f"| 40 | +5.00 (± {std:.2f} against ± {std:.2f}) | +5.6 | v3_pruned (90.00) | "
+            f"+2.00 (± {std:.2f} against ± 0.00) |  | ir, slow |") in text
+    assert text.count("\n| ") == 2                  # header and one budget
