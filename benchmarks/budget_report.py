@@ -37,7 +37,7 @@ PAPER_FD_GAIN: Mapping[int, float] = {12: 5.5, 40: 5.6, 140: 1.6}
 SEARCHED = ("searched", "searched_ft")
 TABLE_COLUMNS = ("budget", "family", "network", "mflops", "params", "test_acc", "test_spread", "seeds", "val_acc",
                  "latency_224_ms", "latency_train_ms", "latency_ort_224_ms", "deploy_resolution", "train_resolution",
-                 "note")
+                 "smallest_map", "note")
 
 
 def _runs(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | None = None) -> pd.DataFrame:
@@ -55,11 +55,22 @@ def _runs(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | None
         for column, res in (("latency_deploy_ms", r["deploy_resolution"]), ("latency_train_ms", r["train_resolution"])):
             r[column] = session.get(f"{spec_hash}@{res}", r[column])
         r["latency_ort_ms"] = session_ort.get(f"{spec_hash}@{r['deploy_resolution']}", float("nan"))
+        r["smallest_map"] = _smallest_map(r)
         rows.append(r)
     runs = pd.DataFrame(rows)
     if not runs.empty:  # a row is (budget, family); the reference parents are told apart by their name
         runs["group"] = runs["network"].where(runs["family"] == "reference", "")
     return runs
+
+
+def _smallest_map(run: Mapping[str, Any]) -> float:
+    """The side of the smallest feature map the network computes at its training resolution (1: a 3x3 depthwise
+    conv there sees only its centre tap); NaN for a run without its spec."""
+    from nasprune.spec import ArchSpec
+
+    if "spec" not in run:
+        return float("nan")
+    return float(min(ArchSpec.from_dict(run["spec"]).feature_sizes(run["train_resolution"])))
 
 
 _PRUNED = re.compile(r" pruned [0-9.]+ %$")
@@ -97,7 +108,7 @@ def summarize(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | 
         val_acc=("val_acc", "mean"), latency_224_ms=("latency_deploy_ms", "median"),
         latency_train_ms=("latency_train_ms", "median"), latency_ort_224_ms=("latency_ort_ms", "median"),
         deploy_resolution=("deploy_resolution", "first"),
-        train_resolution=("train_resolution", "first"), note=("note", _note),
+        train_resolution=("train_resolution", "first"), smallest_map=("smallest_map", "min"), note=("note", _note),
     ).reset_index()
     table["params"] = table["params"].round().astype(int)
     order = {f: i for i, f in enumerate(FAMILY_ORDER)}
@@ -125,7 +136,8 @@ def _cells(row) -> list[str]:
     budget = "—" if pd.isna(row.budget) else f"{row.budget:g}"
     return [budget, FAMILY_ORDER[row.family][0], row.network, f"{row.mflops:.2f}", f"{row.params:,}",
             spread, str(row.seeds), _pct(row.val_acc), latency, ort,
-            f"{row.deploy_resolution} / {row.train_resolution}", row.note or ""]
+            f"{row.deploy_resolution} / {row.train_resolution}",
+            "" if pd.isna(row.smallest_map) else f"{row.smallest_map:.0f}×{row.smallest_map:.0f}", row.note or ""]
 
 
 def _md(header: Sequence[str], lines: Iterable[Sequence[str]]) -> str:
@@ -138,7 +150,7 @@ def markdown(table: pd.DataFrame, searches: pd.DataFrame) -> str:
     """The results table and the search-cost table as Markdown."""
     header = ("budget (MFLOPs)", "family", "network", "MFLOPs", "params", "test acc % (mean ± std)",
               "seeds", "val acc %", "PyTorch latency ms (224 / train res)", "onnxruntime latency ms (224)",
-              "resolution (deploy / train)", "note")
+              "resolution (deploy / train)", "smallest map (train res)", "note")
     text = _md(header, (_cells(r) for r in table.itertuples()))
     if not searches.empty:
         s_header = ("budget", "space", "trials (complete / feasible / pruned / failed)",

@@ -176,6 +176,8 @@ def test_64_px_hand_designs_fill_each_budget_at_224():
     for b, cs in table.items():                       # each is the widest of its grid: the next step is over budget
         for c in cs:
             assert c.spec.resolution == 224 and c.train_resolution == 64 and c.macs == closed_form_macs(c.spec)
+            assert min(c.spec.feature_sizes(64)) == 2                   # the point of 64 px: no 1x1 maps
+            assert min(c.spec.feature_sizes(32)) == 1                   # and every one of them at 32 px
         v1 = cs[0]
         assert closed_form_macs(sel.fashion_spec("mobilenet_v1", v1.width + 1 / 32)) > b * 1e6
     assert closed_form_macs(sel.fashion_spec("mobilenet_v3_large", 0.35)) > 12e6      # so no V3-Large at 12
