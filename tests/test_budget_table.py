@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
@@ -209,3 +210,36 @@ def test_claims_are_differences_of_means_against_the_best_other_row():
     assert (f"| 40 | +5.00 (± {std:.2f} against ± {std:.2f}) | +5.6 | v3_pruned (90.00) | "
             f"+2.00 (± {std:.2f} against ± 0.00) |  | ir, slow |") in text
     assert text.count("\n| ") == 2                  # header and one budget
+
+
+def test_the_fine_tuned_searched_row_starts_from_the_rerank_winners_weights(tmp_path):
+    import yaml
+
+    from nasprune import build
+    from nasprune.search.recipe import load_recipe
+    from nasprune.search.record import records
+    from nasprune.search.runner import RunOptions, run_search
+    from nasprune.spec import ArchSpec
+
+    raw = {"space": "fd_mobilenet", "space_overrides": {"free_placement": None, "width": [0.25, 0.5]},
+           "data": {"name": "synthetic", "resolution": 16, "subset": 120, "val_size": 60},
+           "budget_mflops": 12, "trials": 3, "sampler": "random", "seed_designs": False,
+           "parent": {"mode": "shared", "epochs": 1, "batch_size": 60, "lr": 0.05},
+           "finetune": {"epochs": 1, "batch_size": 60, "lr": 0.02}, "latency": {"runs": 2},
+           "rerank": {"top": 2, "epochs": 1, "growth": 2, "seeds": 1, "from": "weights"}}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    recipe = load_recipe(path, study="budget_12_k", storage=f"journal:{tmp_path / 'searches.journal'}",
+                         artifacts=str(tmp_path / "search_artifacts"))
+    result = run_search(recipe, RunOptions(progress=False))
+    found = {"key": "k", **budget_table._search_summary(result.study, 12, "fd_mobilenet", 1.0, result.rerank)}
+    settings = budget_table.Settings(table=budget_table.TableRecipe(), search=budget_table.SearchSettings(),
+                                     work_dir=tmp_path, out_dir=tmp_path)
+    model, artifact = budget_table.search_weights(budget_table.Bench(settings, RunCache(tmp_path / "c.jsonl")),
+                                                  12, found)
+    winner = next(r for r in records(result.study) if r.number == found["best_trial"])
+    assert found["best_trial"] == result.rerank.winner and winner.rerank
+    assert artifact == winner.rerank[-1].artifact_id != winner.artifact_id     # the last rung's, not the trial's
+    assert model.spec.hash == ArchSpec.from_dict(found["child_spec"]).hash
+    fresh = build(model.spec).state_dict()
+    assert any(not torch.equal(v, fresh[k]) for k, v in model.state_dict().items())   # trained, not initialised
