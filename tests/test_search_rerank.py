@@ -7,6 +7,7 @@ fixed per (trial, epochs), so the expected rungs and winner are known exactly an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -51,7 +52,12 @@ def recipe_dict(**rerank_keys) -> dict:
 
 
 def make_study(root: Path, url: str | None = None, **rerank_keys) -> tuple[optuna.Study, str]:
-    """Six trained trials (PROXY accuracies) with untrained tiny checkpoints, one FAIL, one over budget."""
+    """Six trained trials (PROXY accuracies) with untrained tiny checkpoints, one FAIL, one over budget.
+
+    Every trial holds the one tiny network, so the re-rank here treats them as distinct (``distinct: false``)
+    unless a test says otherwise: these tests are about rungs, claims and storage, not about duplicates.
+    """
+    rerank_keys = {"distinct": False, **rerank_keys}
     url = url or f"sqlite:///{root / 'rr.db'}"
     artifacts = root / "artifacts"
     artifacts.mkdir(parents=True, exist_ok=True)
@@ -103,7 +109,7 @@ def env(monkeypatch, tmp_path):
 
 def run(study, url, **keys):
     recipe = Recipe.from_dict(study.user_attrs["recipe"])
-    config = RerankConfig(**{"top": 4, **keys})
+    config = RerankConfig(**{"top": 4, "distinct": False, **keys})   # make_study: one network in every trial
     return rerank.run_rerank(study, recipe, config, url=url, artifacts=study.user_attrs["artifacts_dir"], poll=0.2)
 
 
@@ -151,6 +157,23 @@ def test_plan_takes_the_better_half_and_ignores_results_trained_otherwise():
     assert rerank.build_plan(recs, RerankConfig(top=4, seeds=2)).decided is None  # 1-seed results do not count
 
 
+def test_a_network_trained_by_several_trials_is_one_candidate():
+    nets = [SPEC.replace(bn_eps=e).to_dict() for e in (1e-5, 1e-4, 1e-3)]   # three networks (hashes differ)
+    recs = [dataclasses.replace(_record(n, acc), child_spec=nets[k])
+            for n, acc, k in ((0, 0.7, 0), (1, 0.7, 0), (2, 0.7, 0), (3, 0.6, 1), (4, 0.5, 2), (5, 0.4, 1))]
+    plan = rerank.build_plan(recs, RerankConfig(top=3))
+    assert plan.rungs[0].members == (0, 3, 4)        # trials 1 and 2 retrain trial 0's network; 5 is trial 3's
+    assert [r.number for r in plan.proxy] == [0, 1, 2, 3, 4, 5]                  # the proxy order keeps them all
+    assert rerank.build_plan(recs, RerankConfig(top=3, distinct=False)).rungs[0].members == (0, 1, 2)
+    assert [r.number for r in rerank.distinct_networks([_record(7, 0.1), _record(8, 0.1)])] == [7, 8]  # no spec
+
+
+def test_a_rerank_stored_before_distinct_existed_keeps_its_candidates():
+    old = {"top": 4, "epochs": 2, "growth": 2, "seeds": 1, "from": "weights"}
+    assert rerank.stored_config({"rerank_config": old}) == RerankConfig(top=4, distinct=False)
+    assert rerank.stored_config({"rerank_config": {**old, "distinct": True}}).distinct
+
+
 def test_equal_rerank_accuracy_goes_to_the_better_proxy_rank():
     recs = [_record(0, 0.6, [_result(0, 0.8)]), _record(1, 0.7, [_result(0, 0.8)])]
     plan = rerank.build_plan(recs, RerankConfig(top=2))
@@ -169,7 +192,8 @@ def test_rerank_trains_each_rung_once_and_records_it_on_the_study(env, monkeypat
     assert [(r.rung, r.epochs, r.val_acc) for r in by_number[0].rerank] == [(0, 2, 0.75), (1, 4, 0.85), (2, 8, 0.9)]
     assert by_number[3].rerank[0].val_accs == (0.6,) and not by_number[4].rerank
     assert json.loads(json.dumps(study.user_attrs["rerank:0"]))[2]["from"] == "weights"
-    assert study.user_attrs["rerank_config"] == {"top": 4, "epochs": 2, "growth": 2, "seeds": 1, "from": "weights"}
+    assert study.user_attrs["rerank_config"] == {"top": 4, "epochs": 2, "growth": 2, "seeds": 1, "from": "weights",
+                                                 "distinct": False}
     assert all(v is None for k, v in study.user_attrs.items() if k.startswith("rerank_claim:"))
     store = FileSystemArtifactStore(study.user_attrs["artifacts_dir"])  # every rung's weights, as a study artifact
     with store.open_reader(by_number[0].rerank[2].artifact_id) as reader:
@@ -276,7 +300,7 @@ def test_no_trained_trial_is_one_error(env):
     study.add_trial(create_trial(state=TrialState.FAIL))
     recipe = parse_recipe({"budget_mflops": 50, "data": {"name": "synthetic"}}, "x.yaml")
     with pytest.raises(NaspruneError, match="no feasible trained trial to re-rank"):
-        rerank.run_rerank(study, recipe, RerankConfig(), url=None, artifacts=env)
+        rerank.run_rerank(study, recipe, RerankConfig(distinct=False), url=None, artifacts=env)
 
 
 # -- export picks the re-ranked winner ----------------------------------------------------------------------------
@@ -295,6 +319,9 @@ def test_export_best_is_the_rerank_winner_with_its_weights_and_evidence(env, mon
         return model, {0: 0.5, 5: 0.9}[record.number]
 
     monkeypatch.setitem(rerank.TRAINERS, "weights", perturbed)
+    # trials 0 and 5 hold one network (5 is 0's deploy copy): re-rank them as two candidates all the same
+    stored = load_study("tiny", info.url)
+    stored.set_user_attr("recipe", {**stored.user_attrs["recipe"], "rerank": {"distinct": False}})
     assert main(["rerank", "--study", "tiny", "--storage", info.url, "--top", "2"]) == 0
     assert "winner: trial 5 (proxy rank 2)" in capsys.readouterr().out
     assert main(["export", "--study", "tiny", "--storage", info.url, "--format", "json,pt", "--out", "exp",
@@ -366,7 +393,8 @@ def test_report_table_and_figure_of_proxy_against_reranked_accuracy(env, monkeyp
 def test_recipe_rerank_section_round_trips_and_null_is_off():
     recipe = parse_recipe({"budget_mflops": 40, "rerank": {"top": 3, "from": "scratch", "seeds": 2}}, "x.yaml")
     assert recipe.rerank == RerankConfig(top=3, seeds=2, source="scratch")
-    assert recipe.to_dict()["rerank"] == {"top": 3, "epochs": 2, "growth": 2, "seeds": 2, "from": "scratch"}
+    assert recipe.to_dict()["rerank"] == {"top": 3, "epochs": 2, "growth": 2, "seeds": 2, "from": "scratch",
+                                        "distinct": True}
     assert Recipe.from_dict(recipe.to_dict()) == recipe
     assert parse_recipe({"budget_mflops": 40, "rerank": {}}, "x.yaml").rerank == RerankConfig()
     for off in ({}, {"rerank": None}):
@@ -378,9 +406,11 @@ def test_recipe_rerank_section_round_trips_and_null_is_off():
     ({"top": -1}, "x.yaml: rerank.top=-1 is invalid: expected an integer >= 0"),
     ({"from": "parent"}, "x.yaml: rerank.from='parent' is invalid: expected one of weights, scratch"),
     ({"epochs": 0}, "x.yaml: rerank.epochs=0 is invalid: expected an integer >= 1"),
-    ({"rungs": 3}, "x.yaml: unknown key 'rerank.rungs' (value 3): expected one of top, epochs, growth, seeds, from"),
+    ({"rungs": 3}, "x.yaml: unknown key 'rerank.rungs' (value 3): expected one of top, epochs, growth, seeds, from, "
+                   "distinct"),
     ("weights", "x.yaml: rerank='weights' is invalid: expected a mapping with keys among top, epochs, growth, seeds, "
-                "from or null"),
+                "from, distinct or null"),
+    ({"distinct": "yes"}, "x.yaml: rerank.distinct='yes' is invalid: expected true or false"),
 ])
 def test_recipe_rerank_bad_values_are_one_line(section, expected):
     with pytest.raises(NaspruneError) as info:
@@ -456,5 +486,5 @@ def test_a_top_trial_without_weights_is_refused_before_any_training(env, monkeyp
     recipe = Recipe.from_dict(recipe_dict())
     with pytest.raises(NaspruneError, match=r"trial 1 of the top 2 has no 'artifact_id' attribute to re-rank from "
                                             r"\(re-rank with 'from: scratch'\)"):
-        rerank.run_rerank(study, recipe, RerankConfig(), url=None, artifacts=env)
+        rerank.run_rerank(study, recipe, RerankConfig(distinct=False), url=None, artifacts=env)
     assert not trainer.calls

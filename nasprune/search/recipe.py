@@ -71,6 +71,9 @@ class RerankConfig:
     # scratch: the child_spec built fresh, trained like the parent (no sparsity penalty); weights: the trial's own
     # checkpoint fine-tuned like the search's fine-tuning
     source: str = field(default="weights", metadata=rule(key="from", choices=RERANK_FROM))
+    # trials that trained the same network (equal child_spec hashes: TPE re-proposing its best point, or ratio
+    # vectors the band maps to one child) count once, by their best proxy; false: every trial is a candidate
+    distinct: bool = True
 
     def rung_epochs(self, rung: int) -> int:
         return self.epochs * self.growth ** rung

@@ -49,7 +49,7 @@ from nasprune.search.recipe import Recipe, RerankConfig
 from nasprune.search.record import RERANK_PREFIX, RungResult, TrialRecord
 
 __all__ = ["CLAIM_PREFIX", "CONFIG_ATTR", "TRAINERS", "RerankPlan", "Rung", "RungSize", "build_plan", "evidence",
-           "proxy_order", "run_rerank", "schedule", "stored_plan", "train_rung"]
+           "distinct_networks", "proxy_order", "run_rerank", "schedule", "stored_plan", "train_rung"]
 
 CONFIG_ATTR = "rerank_config"
 CLAIM_PREFIX = "rerank_claim:"
@@ -149,14 +149,34 @@ class RerankPlan:
         return next(r for r in self.proxy if r.number == number)
 
 
+def distinct_networks(ordered: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """``ordered`` with each network once: the first trial of every ``child_spec`` hash (a record without one is
+    its own network)."""
+    from nasprune.spec import ArchSpec
+
+    seen: set[str] = set()
+    out = []
+    for r in ordered:
+        key = ArchSpec.from_dict(r.child_spec).hash if r.child_spec else f"trial {r.number}"
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
 def build_plan(recs: Sequence[TrialRecord], config: RerankConfig) -> RerankPlan:
-    """The re-rank of ``recs`` (records with :attr:`TrialRecord.rerank`) under ``config``, as far as it got."""
+    """The re-rank of ``recs`` (records with :attr:`TrialRecord.rerank`) under ``config``, as far as it got.
+
+    The candidates are the ``top`` of :func:`proxy_order`, each network once where ``config.distinct``
+    (:func:`distinct_networks`): a rung that trains one network twice compares it with itself.
+    """
     proxy = tuple(proxy_order(recs))
     by_number = {r.number: r for r in proxy}
     rank = {r.number: i + 1 for i, r in enumerate(proxy)}
-    sizes = schedule(config, len(proxy))
+    candidates = distinct_networks(proxy) if config.distinct else list(proxy)
+    sizes = schedule(config, len(candidates))
     rungs: list[Rung] = []
-    members = tuple(r.number for r in proxy[:sizes[0].size]) if sizes else ()
+    members = tuple(r.number for r in candidates[:sizes[0].size]) if sizes else ()
     for size in sizes:
         results = {n: res for n in members if (res := _matching(by_number[n], config, size.index)) is not None}
         rung = Rung(size.index, size.epochs, members, results)
@@ -174,6 +194,8 @@ def stored_config(study_attrs: Mapping[str, Any]) -> RerankConfig | None:
     raw = study_attrs.get(CONFIG_ATTR)
     if raw is None:
         return None
+    if isinstance(raw, Mapping) and "distinct" not in raw:
+        raw = {**raw, "distinct": False}  # re-ranked before ``distinct`` existed: every trial was a candidate
     try:
         return read(RerankConfig, raw, file=f"study attribute {CONFIG_ATTR!r}")
     except SchemaError as exc:
