@@ -28,6 +28,8 @@ FAMILY_ORDER: Mapping[str, tuple[str, str, str]] = {
     "searched": ("nasprune search, retrained", "star", "#d62728"),
     "searched_ft": ("nasprune search, fine-tuned from its weights", "star-open", "#d62728"),
     "v3_pruned": ("MobileNetV3-Large, gamma x S pruned + fine-tuned", "diamond", "#2ca02c"),
+    "v3_pruned_long": ("MobileNetV3-Large, gamma x S pruned, fine-tuned to the searched row's epochs", "diamond-wide",
+                       "#2ca02c"),
     "v3_scratch": ("pruned MobileNetV3-Large architecture, from scratch", "diamond-open", "#2ca02c"),
     "reference": ("reference (over budget)", "x", "#7f7f7f"),
 }
@@ -73,7 +75,7 @@ def _smallest_map(run: Mapping[str, Any]) -> float:
     return float(min(ArchSpec.from_dict(run["spec"]).feature_sizes(run["train_resolution"])))
 
 
-_PRUNED = re.compile(r" pruned [0-9.]+ %$")
+_PRUNED = re.compile(r" pruned [0-9.]+ %")
 _RATIO = re.compile(r"global ratio ([0-9.]+) \((\d+) of ")
 
 

@@ -120,7 +120,7 @@ WIDE_TABLE = TableRecipe(epochs=4, subset=4000, resolution=64)
 WIDE_SEEDS = (0, 1, 2)
 
 
-DEFAULT_STAGES = ("hand", "search", "searched", "searched_ft", "pruned", "pruned_scratch", "latency")
+DEFAULT_STAGES = ("hand", "search", "searched", "searched_ft", "pruned", "pruned_long", "pruned_scratch", "latency")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,28 +191,33 @@ class Bench:
         write_reports(records, s.out_dir, s.stem, s.budgets, preface=recipe_text(s), recipe=s.table.to_dict())
 
 
-def row_key(settings: Settings, row: Row, seed: int, init: str = "scratch") -> str:
+def row_key(settings: Settings, row: Row, seed: int, init: str = "scratch", epochs: int | None = None) -> str:
+    longer = {} if epochs is None else {"epochs": epochs}  # the recipe's own epochs leave the key as it was
     return run_key(kind="train", spec=row.spec.hash, deploy=row.spec.resolution, train_res=row.train_resolution,
-                   seed=seed, recipe=settings.table.to_dict(), init=init, budget=row.budget, family=row.family)
+                   seed=seed, recipe=settings.table.to_dict(), init=init, budget=row.budget, family=row.family,
+                   **longer)
 
 
-def train_row(bench: Bench, row: Row, seed: int, model=None, init: str = "scratch") -> dict[str, Any]:
+def train_row(bench: Bench, row: Row, seed: int, model=None, init: str = "scratch",
+              epochs: int | None = None) -> dict[str, Any]:
     """Train ``row`` (from scratch, or ``model`` as given) with the table recipe; cached by :func:`row_key`.
 
     ``init`` names where the weights start (``scratch``, ``pruned:<parent>``); ``sparse`` also switches on
-    the recipe's sparsity penalty (a V3 parent's own training).
+    the recipe's sparsity penalty (a V3 parent's own training). ``epochs`` replaces the recipe's (a control
+    that equals another row's total training).
     """
     from nasprune import build, count
     from nasprune.train import evaluate, fit
 
-    key = row_key(bench.settings, row, seed, init)
+    key = row_key(bench.settings, row, seed, init, epochs)
     if (done := bench.cache.get(key)) is not None:
         return done
     torch.manual_seed(seed)
     model = model if model is not None else build(row.spec)
     data = bench.data(row.train_resolution)
     print(f"[budget_table] {row.budget} MFLOPs, {row.network}, seed {seed} ...", file=sys.stderr, flush=True)
-    result = fit(model, data, bench.settings.table.train_config(seed, sparse=init == "sparse"))
+    config = bench.settings.table.train_config(seed, sparse=init == "sparse")
+    result = fit(model, data, config if epochs is None else dataclasses.replace(config, epochs=epochs))
     cost = count(row.spec, layers=False)
     record = {
         "key": key, "kind": "train", "budget": row.budget, "family": row.family, "network": row.network,
@@ -406,10 +411,19 @@ def v3_parent(bench: Bench, width: float, seed: int):
     return model
 
 
-def pruned_stage(bench: Bench, seed: int) -> None:
+#: The fine-tuned searched row's training before the table's recipe, in epochs: the shared parent (2), the
+#: trial's fine-tuning (2) and the re-rank's last rung (1 x 2 x 2 = 4), which starts from the trial's checkpoint.
+SEARCHED_FT_PRIOR_EPOCHS = 8
+
+
+def pruned_stage(bench: Bench, seed: int, longer: bool = False) -> None:
+    """MobileNetV3-Large gamma x S pruned to each budget and fine-tuned with the recipe. ``longer``: the equal-
+    training control of the fine-tuned searched row: fine-tuned for as many epochs as make its total (sparse
+    parent + fine-tuning) equal that row's (:data:`SEARCHED_FT_PRIOR_EPOCHS` + the recipe's)."""
     from nasprune.prune import compute_scores, fit_global_ratio, prune_model
 
     s = bench.settings
+    epochs = SEARCHED_FT_PRIOR_EPOCHS if longer else None  # parent (the recipe's epochs) + these = the searched row's
     widths = {b: v3_parent_width(b) for b in s.budgets}
     for width in dict.fromkeys(widths.values()):
         parent = v3_parent(bench, width, seed).eval()
@@ -417,11 +431,17 @@ def pruned_stage(bench: Bench, seed: int) -> None:
         for budget in (b for b in s.budgets if widths[b] == width):
             fit = fit_global_ratio(parent.spec, scores, budget)
             child = prune_model(parent, fit.keep)
+            tuned = "with the recipe" if epochs is None else f"for {epochs} epochs ({epochs + s.table.epochs} in all)"
             note = (f"from width {width:g}; global ratio {fit.ratio:.3f} ({fit.pruned} of {fit.total} expansion "
-                    "channels), then fine-tuned with the recipe")
-            row = Row(budget, "v3_pruned", f"MobileNetV3-Large {width:g}x pruned {100 * fit.ratio:.1f} %",
+                    f"channels), then fine-tuned {tuned}")
+            family, label = ("v3_pruned", "") if epochs is None else ("v3_pruned_long", f", {epochs} fine-tune epochs")
+            row = Row(budget, family, f"MobileNetV3-Large {width:g}x pruned {100 * fit.ratio:.1f} %{label}",
                       child.spec.replace(name=f"mnv3l_{width:g}_pruned_{budget}"), s.table.resolution, note)
-            train_row(bench, row, seed, model=child, init=f"pruned:{_parent_path(s, width, seed).name}")
+            train_row(bench, row, seed, model=child, init=f"pruned:{_parent_path(s, width, seed).name}", epochs=epochs)
+
+
+def pruned_longer_stage(bench: Bench, seed: int) -> None:
+    pruned_stage(bench, seed, longer=True)
 
 
 def latency_stage(bench: Bench, rounds: int = 5) -> None:
@@ -476,7 +496,8 @@ def pruned_scratch_stage(bench: Bench, seed: int) -> None:
 
 
 STAGES = {"hand": hand_stage, "search": search_stage, "searched": searched_stage,
-          "searched_ft": searched_finetuned_stage, "pruned": pruned_stage, "pruned_scratch": pruned_scratch_stage}
+          "searched_ft": searched_finetuned_stage, "pruned": pruned_stage, "pruned_long": pruned_longer_stage,
+          "pruned_scratch": pruned_scratch_stage}
 FINAL_STAGES = {"latency": latency_stage, "report": lambda bench: None}  # run() always rewrites the reports
 
 
@@ -540,7 +561,7 @@ def _table_kind(resolution: int | None) -> tuple[TableRecipe, SearchSettings, di
     stem = STEM if resolution == MAIN_RESOLUTION else f"{STEM}_{resolution}"
     if resolution == 32:
         # its searches ran before re-ranks and kept weights: no fine-tuned searched row
-        stages = tuple(x for x in DEFAULT_STAGES if x != "searched_ft")
+        stages = tuple(x for x in DEFAULT_STAGES if x not in ("searched_ft", "pruned_long"))
         return TableRecipe(), SearchSettings(), {"stem": stem, "work_dir": ROOT / "runs" / stem, "wide": False,
                                                  "stages": stages}
     return WIDE_TABLE, NEW_SEARCH, {"stem": stem, "work_dir": ROOT / "runs" / stem, "seeds": WIDE_SEEDS}

@@ -243,3 +243,16 @@ def test_the_fine_tuned_searched_row_starts_from_the_rerank_winners_weights(tmp_
     assert model.spec.hash == ArchSpec.from_dict(found["child_spec"]).hash
     fresh = build(model.spec).state_dict()
     assert any(not torch.equal(v, fresh[k]) for k, v in model.state_dict().items())   # trained, not initialised
+
+
+def test_a_longer_control_has_its_own_key_and_the_recipe_rows_keep_theirs():
+    s = budget_table.settings_from_args(budget_table.parse_args([]))
+    spec = sel.fashion_spec("fd_mobilenet", 0.25)
+    row = budget_table.Row(12, "v3_pruned", "x", spec, 64)
+    before = run_key(kind="train", spec=spec.hash, deploy=224, train_res=64, seed=0, recipe=s.table.to_dict(),
+                     init="scratch", budget=12, family="v3_pruned")       # the key every cached run was stored under
+    assert budget_table.row_key(s, row, 0) == before != budget_table.row_key(s, row, 0, epochs=8)
+    # the control's total training equals the fine-tuned searched row's: parent 4 + 8 = 2 + 2 + 4 (its search) + 4
+    assert s.table.epochs + budget_table.SEARCHED_FT_PRIOR_EPOCHS == 2 + 2 + 1 * 2 * 2 + s.table.epochs
+    assert (s.search.parent_epochs, s.search.finetune_epochs, s.search.rerank["epochs"], s.search.rerank["growth"]) \
+        == (2, 2, 1, 2)
