@@ -252,7 +252,11 @@ def test_a_longer_control_has_its_own_key_and_the_recipe_rows_keep_theirs():
     before = run_key(kind="train", spec=spec.hash, deploy=224, train_res=64, seed=0, recipe=s.table.to_dict(),
                      init="scratch", budget=12, family="v3_pruned")       # the key every cached run was stored under
     assert budget_table.row_key(s, row, 0) == before != budget_table.row_key(s, row, 0, epochs=8)
-    # the control's total training equals the fine-tuned searched row's: parent 4 + 8 = 2 + 2 + 4 (its search) + 4
-    assert s.table.epochs + budget_table.SEARCHED_FT_PRIOR_EPOCHS == 2 + 2 + 1 * 2 * 2 + s.table.epochs
-    assert (s.search.parent_epochs, s.search.finetune_epochs, s.search.rerank["epochs"], s.search.rerank["growth"]) \
-        == (2, 2, 1, 2)
+    # the searched row's weights saw the shared parent, the trial's fine-tuning and the last of the re-rank's
+    # rungs (top 4: rungs of 4, 2, 1 trials), which starts from the trial's checkpoint
+    from nasprune.search.recipe import RerankConfig
+    from nasprune.search.rerank import schedule
+
+    rerank = RerankConfig(**{k: v for k, v in s.search.rerank.items() if k != "from"})
+    last = schedule(rerank, 16)[-1]
+    assert budget_table.SEARCHED_FT_PRIOR_EPOCHS == s.search.parent_epochs + s.search.finetune_epochs + last.epochs
