@@ -114,7 +114,8 @@ def summarize(records: Iterable[Mapping[str, Any]], recipe: Mapping[str, Any] | 
     ).reset_index()
     table["params"] = table["params"].round().astype(int)
     order = {f: i for i, f in enumerate(FAMILY_ORDER)}
-    table = table.sort_values(["budget", "family"], key=lambda c: c.map(order) if c.name == "family" else c)
+    table = table.sort_values(["budget", "family"],
+                              key=lambda c: c.map(lambda f: order.get(f, len(order))) if c.name == "family" else c)
     return table[list(TABLE_COLUMNS)].reset_index(drop=True)
 
 
@@ -136,10 +137,15 @@ def _cells(row) -> list[str]:
     ort = "" if pd.isna(row.latency_ort_224_ms) else f"{row.latency_ort_224_ms:.2f}"
     spread = f"{_pct(row.test_acc)} ± {_pct(row.test_spread)}"
     budget = "—" if pd.isna(row.budget) else f"{row.budget:g}"
-    return [budget, FAMILY_ORDER[row.family][0], row.network, f"{row.mflops:.2f}", f"{row.params:,}",
+    return [budget, _label(row.family), row.network, f"{row.mflops:.2f}", f"{row.params:,}",
             spread, str(row.seeds), _pct(row.val_acc), latency, ort,
             f"{row.deploy_resolution} / {row.train_resolution}",
             "" if pd.isna(row.smallest_map) else f"{row.smallest_map:.0f}×{row.smallest_map:.0f}", row.note or ""]
+
+
+def _label(family: str) -> str:
+    """The family's legend label; a family this module does not know (a newer benchmark's) is shown by its id."""
+    return FAMILY_ORDER[family][0] if family in FAMILY_ORDER else family
 
 
 def _md(header: Sequence[str], lines: Iterable[Sequence[str]]) -> str:

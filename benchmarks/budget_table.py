@@ -199,18 +199,19 @@ def row_key(settings: Settings, row: Row, seed: int, init: str = "scratch", epoc
 
 
 def train_row(bench: Bench, row: Row, seed: int, model=None, init: str = "scratch",
-              epochs: int | None = None) -> dict[str, Any]:
+              epochs: int | None = None, *, force: bool = False) -> dict[str, Any]:
     """Train ``row`` (from scratch, or ``model`` as given) with the table recipe; cached by :func:`row_key`.
 
     ``init`` names where the weights start (``scratch``, ``pruned:<parent>``); ``sparse`` also switches on
     the recipe's sparsity penalty (a V3 parent's own training). ``epochs`` replaces the recipe's (a control
-    that equals another row's total training).
+    that equals another row's total training). ``force`` trains even where the cache has the run (its weights
+    are needed and were not kept); the new record replaces the old.
     """
     from nasprune import build, count
     from nasprune.train import evaluate, fit
 
     key = row_key(bench.settings, row, seed, init, epochs)
-    if (done := bench.cache.get(key)) is not None:
+    if not force and (done := bench.cache.get(key)) is not None:
         return done
     torch.manual_seed(seed)
     model = model if model is not None else build(row.spec)
@@ -406,7 +407,9 @@ def v3_parent(bench: Bench, width: float, seed: int):
     if path.is_file() and bench.cache.get(row_key(s, row, seed, "sparse")) is not None:
         return load(path)
     model = build(spec)
-    record = train_row(bench, row, seed, model=model, init="sparse")
+    # a cached record without its checkpoint (a run stopped between the two) is trained again: returning the
+    # cached record would leave ``model`` untrained and prune an untrained parent
+    record = train_row(bench, row, seed, model=model, init="sparse", force=True)
     save_checkpoint(path, model, {"role": "budget_table_parent", "test_acc": record["test_acc"]})
     return model
 

@@ -260,3 +260,18 @@ def test_a_longer_control_has_its_own_key_and_the_recipe_rows_keep_theirs():
     rerank = RerankConfig(**{k: v for k, v in s.search.rerank.items() if k != "from"})
     last = schedule(rerank, 16)[-1]
     assert budget_table.SEARCHED_FT_PRIOR_EPOCHS == s.search.parent_epochs + s.search.finetune_epochs + last.epochs
+
+
+def test_a_parent_whose_checkpoint_is_gone_is_trained_again(tmp_path, monkeypatch):
+    settings = budget_table.Settings(table=budget_table.TableRecipe(epochs=1), search=budget_table.SearchSettings(),
+                                     work_dir=tmp_path, out_dir=tmp_path)
+    bench = budget_table.Bench(settings, RunCache(tmp_path / "c.jsonl"))
+    calls = []
+
+    def train_row(bench, row, seed, model=None, init="scratch", epochs=None, *, force=False):
+        calls.append((row.family, init, force))
+        return {"test_acc": 0.5}
+
+    monkeypatch.setattr(budget_table, "train_row", train_row)
+    budget_table.v3_parent(bench, 0.35, 0)                           # the cache is not asked: there is no checkpoint
+    assert calls == [("reference", "sparse", True)] and budget_table._parent_path(settings, 0.35, 0).is_file()
