@@ -20,6 +20,7 @@ import optuna
 import pgserver
 import pytest
 import yaml
+from interruptible import sigint_default
 from test_storage import WORKER, wait_all
 
 from nasprune.storage import load_study, open_storage
@@ -39,7 +40,8 @@ def storage_url(request, tmp_path):
 def start(n: int, *args: object, env: dict | None = None) -> list[subprocess.Popen]:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **HEARTBEAT, **(env or {})}
     return [subprocess.Popen([sys.executable, str(WORKER), *map(str, args)], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, env=env) for _ in range(n)]
+                             stderr=subprocess.PIPE, text=True, env=env, preexec_fn=sigint_default)
+            for _ in range(n)]
 
 
 def wait_for_file(path: Path, procs: list[subprocess.Popen], timeout: float = 180) -> str:
@@ -150,7 +152,8 @@ def start_cli(n: int, tmp_path: Path, url: str, name: str, *extra: str) -> list[
            "NASPRUNE_TEST_LOG": str(tmp_path / "parents.log"), "NASPRUNE_TEST_HANG": str(tmp_path / "hang")}
     cmd = [sys.executable, "-c", HOOK, "search", str(recipe), "--storage", url, "--artifacts",
            str(tmp_path / "artifacts"), "--no-progress", *extra]
-    return [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=sigint_default)
             for _ in range(n)]
 
 

@@ -14,6 +14,7 @@ import urllib.request
 
 import optuna
 import pytest
+from interruptible import sigint_default
 from report_study import create_study, make_trial
 
 from nasprune.cli import main
@@ -101,7 +102,8 @@ def test_cli_serves_until_ctrl_c(tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     create_study(url, name="cli", numbers=[0, 1, 4])
     process = subprocess.Popen([sys.executable, "-m", "nasprune.cli", "dashboard", "--study", "cli", "--storage", url,
-                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=sigint_default)
     try:
         first = process.stdout.readline()
         served_at = re.search(r"at (http://127\.0\.0\.1:\d+/) \(Ctrl-C to stop\)", first)
