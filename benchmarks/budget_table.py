@@ -11,8 +11,9 @@ accuracy, MACs, params and CPU latency (re-timed at the end in one interleaved s
 ``search``, ``searched``, ``pruned``, ``pruned_scratch`` (per seed), then ``latency`` and ``report``. Every
 stage is resumable: finished runs are cached in ``reports/budget_table.runs.jsonl`` and skipped on a rerun;
 the tables and the figure are rewritten after every run. ``--quick`` is a tiny end-to-end dry run writing
-under ``runs/budget_table_quick/`` only. A ``--resolution`` other than 32 (issue 15: 64) is a table of its own,
-``reports/budget_table_<side>.*``, with the new search (:data:`NEW_SEARCH`) and its own sized recipe.
+under ``runs/budget_table_quick/`` only. The main table trains at 64 px with the new search (:data:`NEW_SEARCH`)
+and its own recipe; ``--resolution 32`` is the original table (``reports/budget_table_32.*``), and any other side a
+table of its own (``reports/budget_table_<side>.*``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
-from budget_report import write_reports
+from budget_report import FAMILY_ORDER, write_reports
 from budget_runs import RunCache, run_key
 from budget_select import BUDGETS, Candidate, fashion_spec, hand_designed, v3_parent_width, wide_hand_designed
 
@@ -111,7 +112,7 @@ class SearchSettings:
 
 
 #: The new search of the >= 64 px table: both families, the band, seed designs and the quickstart's re-rank,
-#: sized with the table's recipe to about two hours in all (benchmarks/README.md, "64 px table: sizing").
+#: sized with the table's recipe to about two hours in all (benchmarks/README.md, the 64 px table's "Cost").
 NEW_SEARCH = SearchSettings(space="mobilenets", trials=16, subset=4000, parent_epochs=2, budget_floor=0.85,
                             seed_designs=True, space_overrides={"bn_momentum": 0.1},
                             rerank={"top": 4, "epochs": 1, "growth": 2, "seeds": 1, "from": "weights"})
@@ -237,12 +238,8 @@ def train_row(bench: Bench, row: Row, seed: int, model=None, init: str = "scratc
 
 
 # -- stages --------------------------------------------------------------------------------------------------
-HAND_LABELS = {"mobilenet_v1": "MobileNetV1", "fd_mobilenet": "FD-MobileNet",
-               "mobilenet_v3_large": "MobileNetV3-Large", "mobilenet_v3_small": "MobileNetV3-Small"}
-
-
 def _hand_row(budget: int, c: Candidate) -> Row:
-    label = HAND_LABELS[c.model]
+    label = FAMILY_ORDER[c.model][0]  # a hand design's family is its zoo name
     at = "" if c.deploy_resolution == 224 else f" @{c.deploy_resolution}"
     return Row(budget, c.model, f"{label} {c.width:g}x{at}", c.spec, c.train_resolution)
 
@@ -414,19 +411,28 @@ def v3_parent(bench: Bench, width: float, seed: int):
     return model
 
 
-#: The fine-tuned searched row's training before the table's recipe, in epochs: the shared parent (2), the
-#: trial's fine-tuning (2) and the re-rank's last rung (1 x 2 x 2 = 4), which starts from the trial's checkpoint.
-SEARCHED_FT_PRIOR_EPOCHS = 8
+def searched_prior_epochs(search: SearchSettings) -> int:
+    """The epochs the fine-tuned searched row's weights saw before the table's recipe: the shared parent, the
+    trial's fine-tuning and the re-rank's last rung, which starts from the trial's checkpoint (:data:`NEW_SEARCH`:
+    2 + 2 + 4 = 8)."""
+    from nasprune.search.recipe import RerankConfig
+    from nasprune.search.rerank import schedule
+
+    last = 0
+    if search.rerank:
+        config = RerankConfig(**{k: v for k, v in search.rerank.items() if k != "from"})
+        last = schedule(config, search.trials)[-1].epochs
+    return search.parent_epochs + search.finetune_epochs + last
 
 
 def pruned_stage(bench: Bench, seed: int, longer: bool = False) -> None:
     """MobileNetV3-Large gamma x S pruned to each budget and fine-tuned with the recipe. ``longer``: the equal-
     training control of the fine-tuned searched row: fine-tuned for as many epochs as make its total (sparse
-    parent + fine-tuning) equal that row's (:data:`SEARCHED_FT_PRIOR_EPOCHS` + the recipe's)."""
+    parent + fine-tuning) equal that row's (:func:`searched_prior_epochs` + the recipe's)."""
     from nasprune.prune import compute_scores, fit_global_ratio, prune_model
 
     s = bench.settings
-    epochs = SEARCHED_FT_PRIOR_EPOCHS if longer else None  # parent (the recipe's epochs) + these = the searched row's
+    epochs = searched_prior_epochs(s.search) if longer else None  # parent (the recipe's) + these = the searched row's
     widths = {b: v3_parent_width(b) for b in s.budgets}
     for width in dict.fromkeys(widths.values()):
         parent = v3_parent(bench, width, seed).eval()
@@ -459,12 +465,13 @@ def latency_stage(bench: Bench, rounds: int = 5) -> None:
     recipe = bench.settings.table.to_dict()
     runs = [r for r in bench.cache.records() if r.get("kind") == "train" and r.get("recipe") == recipe]
     targets: dict[str, tuple[Any, int]] = {}
+    deploy: set[str] = set()  # the keys also timed in onnxruntime
     for r in runs:
         spec = ArchSpec.from_dict(r["spec"])
         for res in (r["deploy_resolution"], r["train_resolution"]):
             targets.setdefault(f"{spec.hash}@{res}", (spec, res))
+        deploy.add(f"{spec.hash}@{r['deploy_resolution']}")
     models = {key: build(spec).eval() for key, (spec, _) in targets.items()}
-    deploy = {f"{ArchSpec.from_dict(r['spec']).hash}@{r['deploy_resolution']}" for r in runs}
     best: dict[str, float] = {}
     best_ort: dict[str, float] = {}
     for _ in range(rounds):

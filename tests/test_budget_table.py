@@ -260,7 +260,8 @@ def test_a_longer_control_has_its_own_key_and_the_recipe_rows_keep_theirs():
 
     rerank = RerankConfig(**{k: v for k, v in s.search.rerank.items() if k != "from"})
     last = schedule(rerank, 16)[-1]
-    assert budget_table.SEARCHED_FT_PRIOR_EPOCHS == s.search.parent_epochs + s.search.finetune_epochs + last.epochs
+    assert budget_table.searched_prior_epochs(s.search) == 8 == (s.search.parent_epochs + s.search.finetune_epochs
+                                                                 + last.epochs)   # the 8 the table's keys hold
 
 
 def test_a_parent_whose_checkpoint_is_gone_is_trained_again(tmp_path, monkeypatch):
