@@ -277,3 +277,11 @@ def test_a_parent_whose_checkpoint_is_gone_is_trained_again(tmp_path, monkeypatc
     monkeypatch.setattr(budget_table, "train_row", train_row)
     budget_table.v3_parent(bench, 0.35, 0)                           # the cache is not asked: there is no checkpoint
     assert calls == [("reference", "sparse", True)] and budget_table._parent_path(settings, 0.35, 0).is_file()
+
+
+def test_search_stats_of_a_table_that_never_searched_is_one_line_exit_2(capsys):
+    import budget_search_stats
+
+    assert budget_search_stats.main(["--stem", "no_such_table"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("budget_search_stats: error: --stem 'no_such_table' has no ") and err.count("\n") == 1
