@@ -164,10 +164,26 @@ def test_global_threshold_is_the_kth_smallest():
     assert keep["a"].tolist() == [0, 2] and keep["b"].tolist() == [1, 2]
 
 
-def test_ties_at_the_threshold_survive():
+def test_ties_beyond_the_target_are_pruned_from_the_highest_index():
     scores = {"a": torch.full((8,), 0.5, dtype=torch.float64), "b": torch.arange(8, dtype=torch.float64)}
-    keep = select_global(scores, 0.5, floor=1)       # threshold = 16 sorted -> index 8 = 0.5
-    assert keep["a"].tolist() == list(range(8)) and keep["b"].tolist() == list(range(1, 8))
+    keep = select_global(scores, 0.5, floor=1)       # threshold = 16 sorted -> index 8 = 0.5, 15 tie or exceed it
+    assert keep["a"].tolist() == [0] and keep["b"].tolist() == list(range(1, 8))
+    assert sum(len(v) for v in keep.values()) == 8
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_binding_floor_takes_its_channels_from_the_lowest_survivors_elsewhere(seed):
+    g = torch.Generator().manual_seed(seed)
+    weak = torch.rand(16, generator=g, dtype=torch.float64) * 0.01   # all below every other layer's scores
+    strong = {f"s{i}": 1 + torch.rand(n, generator=g, dtype=torch.float64) for i, n in enumerate((24, 40))}
+    scores = {"weak": weak, **strong}
+    keep = select_global(scores, 0.5, floor=4)
+    assert sum(len(v) for v in keep.values()) == 40          # 80 channels, 50 %: exactly 40, floor or not
+    assert keep["weak"].tolist() == torch.sort(torch.topk(weak, 4).indices).values.tolist()
+    pooled = torch.cat([strong["s0"], strong["s1"]])
+    cut = torch.sort(pooled, descending=True).values[35]      # the 36 strong survivors are the 36 best
+    for layer in strong:
+        assert bool((scores[layer][keep[layer]] >= cut).all())
 
 
 @pytest.mark.parametrize("floor, multiple", [(8, 1), (1, 1), (4, 8)])
@@ -185,7 +201,7 @@ def test_global_floor_adds_back_the_best_pruned_channels():
     scores = {"low": torch.tensor([0.01, 0.04, 0.03, 0.02]), "high": torch.arange(1.0, 9.0)}
     keep = select_global(scores, 0.5, floor=2)
     assert keep["low"].tolist() == [1, 2]
-    assert keep["high"].tolist() == list(range(2, 8))
+    assert keep["high"].tolist() == [4, 5, 6, 7]  # 6 of 12 kept: the floor's 2 come off the lowest of "high"
 
 
 def test_per_layer_keeps_the_top_scores():

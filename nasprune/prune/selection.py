@@ -9,8 +9,11 @@ paper's 70 % run.
   ``c - floor(r * c)`` before the floor and rounding, the highest-scored ones.
 * **Global** (:func:`select_global`, the paper's way): all ``N`` scores of all prunable layers are ranked
   together; with ``k = floor(r * N)``, the threshold ``t`` is the ``k``-th smallest score (0-based index
-  ``k`` of the ascending order) and every channel scoring below ``t`` is pruned (ties at ``t`` survive).
-  The floor and rounding then add back a layer's best pruned channels where needed.
+  ``k`` of the ascending order) and every channel scoring below ``t`` is pruned. The floor then adds back a
+  layer's best pruned channels where needed, and as many of the lowest-scored survivors elsewhere (above their
+  own floors) are pruned instead, as are ties at ``t`` beyond the target: the network keeps exactly
+  ``N - k`` channels whenever the floors leave that many to choose (``multiple`` > 1 rounds up after that).
+  The count is a property of the rule, not of the scores: it does not depend on where a floor binds.
 
 Ties in the per-layer ranking go to the lower channel index. Kept indices are returned sorted ascending,
 so pruned networks keep their channel order.
@@ -91,10 +94,29 @@ def global_threshold(scores: Mapping[str, Tensor], ratio: float) -> float:
 
 def select_global(scores: Mapping[str, Tensor], ratio: float, *, floor: int = DEFAULT_FLOOR,
                   multiple: int = 1) -> dict[str, Tensor]:
-    """Kept channel indices per layer under one threshold across all layers (the paper's selection)."""
+    """Kept channel indices per layer under one ranking across all layers (the paper's selection), keeping
+    exactly ``N - floor(ratio * N)`` channels wherever the floor allows it (see the module doc)."""
     threshold = global_threshold(scores, ratio)
-    keep = {}
-    for layer, s in scores.items():
-        survivors = int((s.double() >= threshold).sum())
-        keep[layer] = top_indices(s, _apply_floor(len(s), survivors, floor, multiple))
-    return keep
+    total = sum(len(s) for s in scores.values())
+    target = total - math.floor(check_ratio(ratio) * total + _EPS)
+    counts = {layer: _apply_floor(len(s), int((s.double() >= threshold).sum()), floor, 1)
+              for layer, s in scores.items()}
+    extra = sum(counts.values()) - target
+    if extra > 0:
+        _trim(scores, counts, extra, floor)
+    return {layer: top_indices(s, _apply_floor(len(s), counts[layer], floor, multiple)) for layer, s in scores.items()}
+
+
+def _trim(scores: Mapping[str, Tensor], counts: dict[str, int], extra: int, floor: int) -> None:
+    """Take ``extra`` channels off ``counts``: the lowest-scored kept channels above each layer's floor (ties to
+    the earlier layer, then the higher channel index), so that a binding floor or ties at the threshold do not
+    keep more than the target."""
+    removable = []
+    for position, (layer, s) in enumerate(scores.items()):
+        kept = torch.sort(s.double(), descending=True, stable=True)
+        spare = counts[layer] - min(len(s), floor)
+        # kept channels from the lowest up; the top min(c, floor) stay whatever happens
+        for rank in range(counts[layer] - 1, counts[layer] - 1 - spare, -1):
+            removable.append((float(kept.values[rank]), position, -int(kept.indices[rank]), layer))
+    for *_, layer in sorted(removable)[:extra]:
+        counts[layer] -= 1
