@@ -17,6 +17,7 @@ import gzip
 import os
 import pickle
 import struct
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "DataConfig",
     "FolderSplit",
     "Normalization",
+    "Preprocess",
     "TensorSplit",
     "augment_batch",
     "dataset_names",
@@ -41,6 +43,8 @@ __all__ = [
 ]
 
 DEFAULT_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+IMAGEFOLDER = "imagefolder:"
+DEFAULT_VAL_SIZE = 5000  # validation images when val_size is not given (at most a tenth of the training set)
 INSTALL_HINT = ("install it with 'apt-get install dataset-fashion-mnist' or point to a directory holding the "
                 "IDX .gz files with --data-dir or $NASPRUNE_DATA")
 
@@ -54,24 +58,38 @@ class DataConfig:
         data_dir: directory holding the files (default: ``$NASPRUNE_DATA``, then the dataset's system path).
         resolution: side of the square images the network sees; every image is resized to it once.
         subset: train on the first ``subset`` images of a fixed shuffle of the non-validation training set.
-        val_size: training images held out for validation (at most a tenth of the training set).
+        val_size: training images held out for validation, at most a tenth of the training set (a larger value
+            is cut to that, with a note on stderr); ``None``: 5000, cut silently.
         seed: seed of the permutation that carves the validation split and the subset.
+        channels: input channels of an ``imagefolder:`` dataset, 1 (greyscale) or 3 (RGB); ``None``: 3 if any of
+            its images is in a colour mode, else 1. Every image is converted to it.
+
+    An ``imagefolder:PATH`` name is stored with ``PATH`` made absolute, so a checkpoint's metadata names the
+    folder wherever it is read.
     """
 
     name: str = "fashion-mnist"
     data_dir: str | None = None
     resolution: int = 32
     subset: int | None = None
-    val_size: int = 5000
+    val_size: int | None = None
     seed: int = 0
+    channels: int | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.name, str) and self.name.startswith(IMAGEFOLDER):
+            folder = self.name[len(IMAGEFOLDER):]
+            if folder:
+                object.__setattr__(self, "name", IMAGEFOLDER + str(Path(folder).expanduser().absolute()))
+        if self.channels not in (None, 1, 3):
+            raise DataError(f"channels={self.channels!r} is invalid: expected 1 (greyscale), 3 (RGB) or null "
+                            "(decided from the images)")
         if not isinstance(self.resolution, int) or self.resolution < 8:
             raise DataError(f"resolution={self.resolution!r} is invalid: expected an integer >= 8")
         if self.subset is not None and (not isinstance(self.subset, int) or self.subset < 1):
             raise DataError(f"subset={self.subset!r} is invalid: expected an integer >= 1 or None")
-        if not isinstance(self.val_size, int) or self.val_size < 1:
-            raise DataError(f"val_size={self.val_size!r} is invalid: expected an integer >= 1")
+        if self.val_size is not None and (not isinstance(self.val_size, int) or self.val_size < 1):
+            raise DataError(f"val_size={self.val_size!r} is invalid: expected an integer >= 1 or None")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -90,6 +108,45 @@ class Normalization:
         mean = torch.tensor(self.mean, device=images.device).view(shape)
         std = torch.tensor(self.std, device=images.device).view(shape)
         return (images.float().div_(255.0) - mean) / std
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preprocess:
+    """How a raw image becomes the network's input, as training did it: the record that travels with a model.
+
+    A deployer reproduces it step by step: convert the image to ``colour_mode`` (PIL's ``convert``: ``L`` is
+    greyscale by the ITU-R 601-2 luma transform, ``RGB`` drops alpha), resize it to ``input_size`` (height,
+    width) with ``interpolation`` (antialiased when shrinking, as PIL's ``resize`` does; ``resized_by`` names
+    the library training used), multiply the ``uint8`` pixels by ``scale``, subtract ``mean`` and divide by
+    ``std`` per channel, and lay the result out as ``layout`` with channels in ``channel_order``.
+    """
+
+    input_size: tuple[int, int]
+    colour_mode: str                 # "L" or "RGB"
+    interpolation: str = "bilinear"
+    resized_by: str = "PIL"          # "PIL" (image folders, per file) or "torch" (in-memory datasets, per batch)
+    scale: float = 1 / 255
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.25,)
+    channel_order: str = "L"         # "L" or "RGB"
+    layout: str = "NCHW"
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> Preprocess:
+        """The record from its :meth:`to_dict` form (lists back to tuples).
+
+        Raises:
+            DataError: keys that are not the record's, or a missing one.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(raw, dict) or not set(raw) <= names or "input_size" not in raw:
+            raise DataError(f"malformed preprocess record {raw!r}: expected a mapping with keys among "
+                            f"{', '.join(sorted(names))}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
 def augment_batch(images: torch.Tensor, generator: torch.Generator, padding: int) -> torch.Tensor:
@@ -218,6 +275,19 @@ class Data:
     val: Split
     test: Split
     config: DataConfig | None = None
+    classes: tuple[str, ...] = ()         # class index -> name
+    preprocess: Preprocess | None = None  # how a raw image becomes the network's input
+
+    def checkpoint_metadata(self) -> dict:
+        """What a checkpoint trained on this data carries (``data_config``, ``preprocess``, ``classes``), so that
+        ``nasprune eval`` rebuilds its splits and ``nasprune export`` can say how to feed the model."""
+        meta: dict = {"classes": list(self.classes) or [str(i) for i in range(self.num_classes)]}
+        if self.config is not None:
+            meta["data_config"] = self.config.to_dict()
+        if self.preprocess is not None:
+            meta["preprocess"] = self.preprocess.to_dict()
+        meta["data_counts"] = {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+        return meta
 
 
 # -- raw loaders: (train_images uint8 NCHW, train_labels, test_images, test_labels) ------------------------
@@ -327,20 +397,28 @@ class DatasetInfo:
     load: Callable[[str | None], Raw]
     num_classes: int
     normalization: Normalization
+    classes: tuple[str, ...] = ()  # index -> name (empty: the indices)
+
+
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                         "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 # Registry of in-memory datasets; ``imagefolder:PATH`` is handled by :func:`_load_imagefolder`.
 DATASETS: dict[str, DatasetInfo] = {
-    "fashion-mnist": DatasetInfo(_load_fashion_mnist, 10, Normalization((0.2860,), (0.3530,))),
+    "fashion-mnist": DatasetInfo(_load_fashion_mnist, 10, Normalization((0.2860,), (0.3530,)),
+                                 FASHION_MNIST_CLASSES),
     "cifar10": DatasetInfo(
         _cifar_loader("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
                       b"labels", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
-        10, Normalization((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))),
+        10, Normalization((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), CIFAR10_CLASSES),
     "cifar100": DatasetInfo(
         _cifar_loader("cifar-100-python", ("train",), "test", b"fine_labels",
                       "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
         100, Normalization((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))),
-    "synthetic": DatasetInfo(_load_synthetic, 4, Normalization((0.5,), (0.25,))),
+    "synthetic": DatasetInfo(_load_synthetic, 4, Normalization((0.5,), (0.25,)),
+                             ("horizontal stripes", "vertical stripes", "checkerboard", "none")),
 }
 
 
@@ -371,11 +449,24 @@ def _load_resized(name: str, data_dir: str | None, env_dir: str | None,
             _resize(test_x, resolution), torch.as_tensor(test_y, dtype=torch.long))
 
 
+_NOTES_SAID: set[str] = set()
+
+
+def _note(text: str) -> None:
+    """One line on stderr, once per process (a search loads its data in every worker and again to re-rank)."""
+    if text not in _NOTES_SAID:
+        _NOTES_SAID.add(text)
+        print(f"nasprune: note: {text}", file=sys.stderr, flush=True)
+
+
 def _carve(n: int, config: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed-seed permutation of ``range(n)`` -> (train indices, validation indices)."""
-    val_size = min(config.val_size, n // 10)
+    val_size = min(config.val_size or DEFAULT_VAL_SIZE, n // 10)
     if val_size < 1:
         raise DataError(f"dataset {config.name!r} has {n} training images: too few to hold out a validation split")
+    if config.val_size is not None and val_size < config.val_size:
+        _note(f"val_size {config.val_size} of {config.name} is cut to {val_size} images, a tenth of its {n} "
+              "training images")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
     train_idx = order[val_size:]
     if config.subset is not None:
@@ -383,8 +474,18 @@ def _carve(n: int, config: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return train_idx, order[:val_size]
 
 
+def _preprocess(resolution: int, channels: int, norm: Normalization, resized_by: str) -> Preprocess:
+    mode = "L" if channels == 1 else "RGB"
+    return Preprocess(input_size=(resolution, resolution), colour_mode=mode, resized_by=resized_by,
+                      mean=norm.mean, std=norm.std, channel_order=mode)
+
+
 def _load_tensors(config: DataConfig) -> Data:
     info = DATASETS[config.name]
+    channels = len(info.normalization.mean)
+    if config.channels not in (None, channels):
+        raise DataError(f"channels={config.channels} is invalid for {config.name!r}: its images have {channels} "
+                        "channel(s); the channels option converts image folders only")
     train_x, train_y, test_x, test_y = _load_resized(config.name, config.data_dir, os.environ.get("NASPRUNE_DATA"),
                                                      config.resolution)
     train_idx, val_idx = _carve(len(train_y), config)
@@ -395,9 +496,13 @@ def _load_tensors(config: DataConfig) -> Data:
 
     return Data(name=config.name, num_classes=info.num_classes, in_channels=train_x.shape[1],
                 resolution=config.resolution, train=split(train_x, train_y, train_idx),
-                val=split(train_x, train_y, val_idx), test=split(test_x, test_y), config=config)
+                val=split(train_x, train_y, val_idx), test=split(test_x, test_y), config=config,
+                classes=info.classes, preprocess=_preprocess(config.resolution, channels, norm, "torch"))
 
 
+# an image folder's normalisation by channels: a fixed grey one, ImageNet's for RGB
+FOLDER_NORMALIZATION = {1: Normalization((0.5,), (0.25,)),
+                        3: Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -413,14 +518,54 @@ def _scan_classes(root: Path, classes: list[str] | None = None) -> tuple[list[Pa
     return files, labels, classes
 
 
-def _image_channels(path: Path) -> int:
+# PIL modes without colour; any other mode (RGB, RGBA, P, CMYK, YCbCr, ...) counts as colour
+GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+SHOWN_BAD = 3  # unreadable files named in the error (all are counted)
+
+
+def _check_image(path: str) -> tuple[bool, str | None]:
+    """``(is colour, None)`` for an image PIL decodes completely, else ``(False, why not)``."""
     from PIL import Image
 
     try:
         with Image.open(path) as img:
-            return 1 if img.mode in ("1", "L", "I", "I;16", "F") else 3
+            colour = img.mode not in GREY_MODES
+            img.load()  # decodes every pixel: a truncated or corrupt file fails here, not in a trial
+        return colour, None
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL raises all three for broken files
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return False, text.replace(repr(path), "").replace(path, "").strip(" :") or type(exc).__name__
+
+
+@functools.lru_cache(maxsize=4)
+def _scan_images(files: tuple[str, ...], stamps: tuple[tuple[int, int], ...]
+                 ) -> tuple[bool, tuple[tuple[str, str], ...]]:
+    """Decode every file once (cached per process while no file changes): ``(any colour image, problems)``,
+    a problem being ``(path, why)``."""
+    del stamps  # part of the cache key only
+    colour, problems = False, []
+    for path in files:
+        is_colour, why = _check_image(path)
+        colour |= is_colour
+        if why is not None:
+            problems.append((path, why))
+    return colour, tuple(problems)
+
+
+def _image_channels(root: Path, files: list[Path], channels: int | None) -> int:
+    """Check that every image decodes (one error naming the count and the first few), then decide the channels:
+    ``channels`` when given, else 3 if any image is in a colour mode, else 1 (whatever the split)."""
+    try:
+        stamps = tuple((st.st_mtime_ns, st.st_size) for st in (f.stat() for f in files))
     except OSError as exc:
-        raise DataError(f"cannot read image {str(path)!r}: {exc}") from None
+        raise DataError(f"cannot read image {exc.filename!r}: {exc.strerror}") from None
+    colour, problems = _scan_images(tuple(str(f) for f in files), stamps)
+    if problems:
+        shown = "; ".join(f"{os.path.relpath(path, root)} ({why})" for path, why in problems[:SHOWN_BAD])
+        more = f"; and {len(problems) - SHOWN_BAD} more" if len(problems) > SHOWN_BAD else ""
+        raise DataError(f"imagefolder {str(root)!r} has {len(problems)} unreadable image(s) of {len(files)}: "
+                        f"{shown}{more}; remove or replace them")
+    return channels or (3 if colour else 1)
 
 
 def _load_imagefolder(config: DataConfig, path: str) -> Data:
@@ -442,9 +587,8 @@ def _load_imagefolder(config: DataConfig, path: str) -> Data:
         n_test = max(1, len(files) // 10)
         test_files, test_labels = [files[i] for i in order[:n_test]], [labels[i] for i in order[:n_test]]
         files, labels = [files[i] for i in order[n_test:]], [labels[i] for i in order[n_test:]]
-    channels = _image_channels(files[0])
-    norm = Normalization((0.5,), (0.25,)) if channels == 1 else Normalization((0.485, 0.456, 0.406),
-                                                                             (0.229, 0.224, 0.225))
+    channels = _image_channels(root, files + test_files, config.channels)
+    norm = FOLDER_NORMALIZATION[channels]
     train_idx, val_idx = _carve(len(files), config)
 
     def split(f: list[Path], y: list[int], idx: torch.Tensor | None = None) -> FolderSplit:
@@ -454,7 +598,8 @@ def _load_imagefolder(config: DataConfig, path: str) -> Data:
 
     return Data(name=config.name, num_classes=len(classes), in_channels=channels, resolution=config.resolution,
                 train=split(files, labels, train_idx), val=split(files, labels, val_idx),
-                test=split(test_files, test_labels), config=config)
+                test=split(test_files, test_labels), config=config, classes=tuple(classes),
+                preprocess=_preprocess(config.resolution, channels, norm, "PIL"))
 
 
 def load_data(config: DataConfig) -> Data:
@@ -463,8 +608,8 @@ def load_data(config: DataConfig) -> Data:
     Raises:
         DataError: unknown name, or the files are missing or malformed (the message names the paths tried).
     """
-    if config.name.startswith("imagefolder:"):
-        return _load_imagefolder(config, config.name.split(":", 1)[1])
+    if config.name.startswith(IMAGEFOLDER):
+        return _load_imagefolder(config, config.name[len(IMAGEFOLDER):])
     if config.name not in DATASETS:
         raise DataError(f"unknown dataset {config.name!r}: expected one of {', '.join(dataset_names())}")
     return _load_tensors(config)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from nasprune import data as data_mod
-from nasprune.data import DataConfig, Normalization, TensorSplit, augment_batch, load_data
+from nasprune.data import DataConfig, Normalization, Preprocess, TensorSplit, augment_batch, load_data
 from nasprune.errors import DataError
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -215,15 +215,77 @@ def test_imagefolder_train_test_layout_rgb(tmp_path):
     assert (len(data.train) + len(data.val), len(data.test)) == (30, 6)
 
 
-def test_imagefolder_unreadable_image_is_one_line(tmp_path):
+def test_imagefolder_unreadable_images_are_counted_in_one_line_at_load(tmp_path):
     _write_pngs(tmp_path, ["a", "b"], 10)
     (tmp_path / "a" / "broken.png").write_bytes(b"not a png")
+    whole = (tmp_path / "b" / "0.png").read_bytes()
+    (tmp_path / "b" / "cut.png").write_bytes(whole[: len(whole) // 2])  # truncated: only decoding finds it
     with pytest.raises(DataError) as info:
-        data = load_data(DataConfig(f"imagefolder:{tmp_path}", resolution=8))
-        for split in (data.train, data.val, data.test):
-            list(split.batches(32))
-    assert str(info.value).startswith("cannot read image ") and "broken.png" in str(info.value)
-    assert "\n" not in str(info.value)
+        load_data(DataConfig(f"imagefolder:{tmp_path}", resolution=8))  # before any batch is read
+    message = str(info.value)
+    assert "has 2 unreadable image(s) of 22: " in message and "\n" not in message
+    assert "a/broken.png (cannot identify image file)" in message and "b/cut.png (" in message
+
+
+def _mixed_folder(root, rgb_index):
+    """Two classes of six 10x10 PNGs, all greyscale but the one at ``rgb_index`` of class ``a``."""
+    from PIL import Image
+
+    for c, name in enumerate(("a", "b")):
+        (root / name).mkdir(parents=True)
+        for i in range(6):
+            mode = "RGB" if (name, i) == ("a", rgb_index) else "L"
+            value = (90 * c + i, 0, 0) if mode == "RGB" else 90 * c + i
+            Image.new(mode, (10, 10), value).save(root / name / f"{i}.png")
+
+
+@pytest.mark.parametrize("rgb_index", [0, 3, 5])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_imagefolder_channels_come_from_every_image_whatever_the_split(tmp_path, rgb_index, seed):
+    _mixed_folder(tmp_path, rgb_index)  # one colour image among twelve, wherever the shuffle puts it
+    data = load_data(DataConfig(f"imagefolder:{tmp_path}", resolution=8, seed=seed))
+    assert data.in_channels == 3 and data.preprocess.colour_mode == "RGB"
+    assert next(data.train.batches(4))[0].shape[1] == 3
+    grey = load_data(DataConfig(f"imagefolder:{tmp_path}", resolution=8, seed=seed, channels=1))
+    assert grey.in_channels == 1 and next(grey.test.batches(4))[0].shape[1] == 1
+    assert grey.preprocess.mean == (0.5,) and data.preprocess.mean == (0.485, 0.456, 0.406)
+
+
+def test_all_grey_folder_is_one_channel_and_channels_are_checked(tmp_path):
+    _write_pngs(tmp_path, ["a", "b"], 10)
+    assert load_data(DataConfig(f"imagefolder:{tmp_path}", resolution=8)).in_channels == 1
+    assert load_data(DataConfig(f"imagefolder:{tmp_path}", resolution=8, channels=3)).in_channels == 3
+    with pytest.raises(DataError, match=r"channels=2 is invalid: expected 1 \(greyscale\), 3 \(RGB\) or null"):
+        DataConfig(f"imagefolder:{tmp_path}", channels=2)
+    with pytest.raises(DataError, match="channels=3 is invalid for 'synthetic': its images have 1 channel"):
+        load_data(DataConfig("synthetic", channels=3))
+
+
+def test_imagefolder_path_is_stored_absolute_and_records_preprocessing(tmp_path, monkeypatch):
+    _write_pngs(tmp_path / "folder", ["cat", "dog"], 15)
+    monkeypatch.chdir(tmp_path)
+    data = load_data(DataConfig("imagefolder:folder", resolution=16))
+    assert data.config.name == f"imagefolder:{tmp_path / 'folder'}" and data.name == data.config.name
+    meta = data.checkpoint_metadata()
+    assert meta["classes"] == ["cat", "dog"] and meta["data_config"]["name"] == data.config.name
+    assert meta["data_counts"] == {"train": 25, "val": 2, "test": 3}
+    assert meta["preprocess"] == {"input_size": [16, 16], "colour_mode": "L", "interpolation": "bilinear",
+                                  "resized_by": "PIL", "scale": 1 / 255, "mean": [0.5], "std": [0.25],
+                                  "channel_order": "L", "layout": "NCHW", "dtype": "float32"}
+    assert Preprocess.from_dict(meta["preprocess"]) == data.preprocess
+
+
+def test_val_size_cut_to_a_tenth_is_said_once(capsys):
+    from nasprune.data import _NOTES_SAID
+
+    _NOTES_SAID.clear()
+    for _ in range(2):
+        data = load_data(DataConfig("synthetic", resolution=8, val_size=500))
+    assert len(data.val) == 120
+    err = capsys.readouterr().err
+    assert err == ("nasprune: note: val_size 500 of synthetic is cut to 120 images, a tenth of its 1200 training "
+                   "images\n")
+    assert load_data(DataConfig("synthetic", resolution=8)).classes[2] == "checkerboard"
 
 
 def test_imagefolder_errors(tmp_path):
