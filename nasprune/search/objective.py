@@ -245,7 +245,8 @@ class Objective:
         r = self.recipe
         metadata = {"role": "search_child", "study": r.study, "trial": trial.number, "val_acc": val_acc,
                     "mflops": mflops, "budget_mflops": r.budget_mflops, "data": dict(r.data),
-                    "train_resolution": r.data["resolution"], "deploy_resolution": r.deploy_resolution}
+                    "train_resolution": r.data["resolution"], "deploy_resolution": r.deploy_resolution,
+                    **self.data.checkpoint_metadata()}  # data_config (absolute folder), preprocess, classes
         tmp_dir = self.artifacts_dir / "tmp"
         tmp_dir.mkdir(exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f"trial{trial.number}-", suffix=".pt", dir=tmp_dir)
