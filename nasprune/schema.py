@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import importlib
 import math
+import reprlib
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -36,7 +37,7 @@ from typing import Any, Literal, Union
 from nasprune.errors import NaspruneError
 
 __all__ = ["Lazy", "Rule", "SchemaError", "describe", "dump", "field_keys", "invalid", "mapping_keys", "plain", "read",
-           "rule"]
+           "rule", "rule_of", "shown"]
 
 
 class SchemaError(NaspruneError):
@@ -53,7 +54,63 @@ class SchemaError(NaspruneError):
 
 
 def invalid(file: Any, key: str, value: Any, expected: str) -> SchemaError:
-    return SchemaError(str(file), key, f"{key or 'file'}={value!r} is invalid: expected {expected}")
+    return SchemaError(str(file), key, f"{key or 'file'}={shown(value)} is invalid: expected {expected}")
+
+
+# -- values in messages ---------------------------------------------------------------------------------------------
+SHOWN_LIMIT = 100  # characters of a value a message shows
+
+
+def _cutter() -> reprlib.Repr:
+    cut = reprlib.Repr()  # keyword arguments only from Python 3.12
+    cut.maxlevel, cut.maxstring, cut.maxother, cut.maxlong = 3, 60, 60, 40
+    cut.maxtuple = cut.maxlist = cut.maxdict = cut.maxset = cut.maxfrozenset = 6
+    return cut
+
+
+_CUT = _cutter()
+
+
+def _small(value: Any, budget: int = 200) -> bool:
+    """``value`` holds at most ``budget`` items and characters in all (walked without expanding more than that:
+    a YAML alias bomb holds 9**9 leaves in a few hundred bytes)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack += list(item)
+        budget -= len(item) if isinstance(item, str) else item.bit_length() // 4 if isinstance(item, int) else 1
+        if budget < 0 or len(stack) > budget:
+            return False
+    return True
+
+
+def _size(value: Any) -> str:
+    if isinstance(value, str):
+        return f"a string of {len(value):,} characters"
+    if isinstance(value, bool) or not isinstance(value, (int, Mapping, list, tuple, set, frozenset)):
+        return type(value).__name__
+    if isinstance(value, int):
+        return f"an integer of about {max(1, int(value.bit_length() * math.log10(2))):,} digits"
+    return f"a {'mapping' if isinstance(value, Mapping) else 'list'} of {len(value):,} items"
+
+
+def shown(value: Any, limit: int = SHOWN_LIMIT) -> str:
+    """``repr(value)`` for a message; a longer or deeper value is cut to about ``limit`` characters and says how
+    long it was (``[[1, 2], [1, 2], ...] (a list of 9 items)``); never expands the whole value."""
+    if _small(value):
+        text = repr(value)
+        if len(text) <= limit:
+            return text
+    try:
+        text = _CUT.repr(value)
+    except ValueError:  # an integer past Python's int-to-str limit (4300 digits)
+        text = "..."
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return f"{text} ({_size(value)})"
 
 
 class Lazy:
@@ -120,8 +177,12 @@ def rule(**constraints: Any) -> dict[str, Rule]:
     return {"rule": Rule(**constraints)}
 
 
-def _rule(f: dataclasses.Field) -> Rule:
+def rule_of(f: dataclasses.Field) -> Rule:
+    """The constraints declared on field ``f`` (:data:`NO_RULE` when none)."""
     return f.metadata.get("rule", NO_RULE)
+
+
+_rule = rule_of
 
 
 class _Bad(Exception):
@@ -133,7 +194,7 @@ class _Bad(Exception):
 
 
 def _bad(key: str, value: Any, expected: str) -> _Bad:
-    return _Bad(key, f"{key or 'file'}={value!r} is invalid: expected {expected}")
+    return _Bad(key, f"{key or 'file'}={shown(value)} is invalid: expected {expected}")
 
 
 # -- descriptions ---------------------------------------------------------------------------------------------------
@@ -309,7 +370,7 @@ def _join(where: str, key: str) -> str:
 
 def _unknown(where: str, key: Any, value: Any, allowed: Iterable[str]) -> _Bad:
     name = _join(where, str(key))
-    return _Bad(name, f"unknown key {name!r} (value {value!r}): expected one of {', '.join(allowed)}")
+    return _Bad(name, f"unknown key {shown(name)} (value {shown(value)}): expected one of {', '.join(allowed)}")
 
 
 def _check_keys(raw: Mapping, allowed: list[str], where: str) -> None:

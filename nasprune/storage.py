@@ -12,6 +12,10 @@ Accepted URLs (``--storage``):
                                                        a trial whose worker was killed stays RUNNING)
 =====================================================  ===========================================================
 
+Refused: storages that keep nothing once the process ends (``sqlite://``, ``sqlite:///:memory:`` and the other
+in-memory SQLite spellings): every nasprune study is meant to be resumed, exported and reported later, and its
+checkpoints would outlive the study that names them. :func:`check_url` says so before any work.
+
 Relational storages get Optuna's heartbeats: each running trial's worker writes a heartbeat every
 ``heartbeat_interval`` seconds; a trial without one for ``grace_period`` seconds is marked FAIL by the next worker
 that starts a trial, and :class:`optuna.storages.RetryHeartbeatStaleTrialCallback` enqueues a WAITING copy of it
@@ -44,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = [
     "FINISHED_STATES",
     "DEFAULT_GRACE_PERIOD",
+    "MissingStorage",
+    "check_url",
     "DEFAULT_HEARTBEAT_INTERVAL",
     "SQLITE_TIMEOUT_S",
     "default_storage_url",
@@ -69,6 +75,10 @@ ACCEPTED = ("sqlite:///PATH, postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB (or
 _PG_DRIVERS = {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}
 
 
+class MissingStorage(NaspruneError):
+    """A reader asked for a SQLite or journal file that does not exist (``open_storage(..., create=False)``)."""
+
+
 def default_storage_url(study_name: str, directory: str | Path = "studies") -> str:
     """The SQLite file ``<directory>/<study_name>.db`` as a storage URL."""
     return f"sqlite:///{Path(directory) / f'{study_name}.db'}"
@@ -85,6 +95,31 @@ def normalize_url(url: str) -> str:
     if sep and head in _PG_DRIVERS:
         return f"postgresql+psycopg://{rest}"
     return url
+
+
+def check_url(url: str) -> None:
+    """Refuse a malformed storage URL, or one that keeps nothing (module doc), without connecting to anything.
+
+    Raises:
+        NaspruneError: one line naming the URL (password hidden) and the accepted forms.
+    """
+    if url.startswith("journal:"):
+        _journal_path(url)
+        return
+    parsed = _parse(url)
+    if parsed.get_backend_name() not in _OPENERS:
+        raise NaspruneError(f"unsupported storage URL {redact_url(url)!r}: expected {ACCEPTED}")
+    if parsed.get_backend_name() == "sqlite" and _in_memory(parsed):
+        raise NaspruneError(f"storage {redact_url(url)!r} is an in-memory SQLite database: the study and every trial "
+                            "would be lost when this process ends (and nasprune studies are resumed, exported and "
+                            "reported later): expected a file, sqlite:///PATH")
+
+
+def _in_memory(url: URL) -> bool:
+    database = url.database or ""
+    mode = url.query.get("mode")
+    return database in ("", ":memory:") or database.startswith("file::memory:") or mode == "memory" or \
+        (isinstance(mode, tuple) and "memory" in mode)
 
 
 def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval: int | None = None,
@@ -110,10 +145,9 @@ def open_storage(url: str | None, *, heartbeat: bool = True, heartbeat_interval:
         return optuna.storages.InMemoryStorage()
     if url.startswith("journal:"):
         return _open_journal(url, create=create)
+    check_url(url)
     parsed = _parse(url)
-    opener = _OPENERS.get(parsed.get_backend_name())
-    if opener is None:
-        raise NaspruneError(f"unsupported storage URL {redact_url(url)!r}: expected {ACCEPTED}")
+    opener = _OPENERS[parsed.get_backend_name()]
     kwargs = _heartbeat_kwargs(heartbeat, heartbeat_interval, grace_period, max_retry)
     return opener(parsed, kwargs, create=create)
 
@@ -377,12 +411,9 @@ def _open_mysql(url: URL, heartbeat: dict, *, create: bool):
 
 
 def _open_sqlite(url: URL, heartbeat: dict, *, create: bool):
-    database = url.database
-    if not database or database == ":memory:":
-        return _rdb(url, heartbeat, {}, lambda exc: f"cannot open in-memory SQLite: {_driver_reason(exc)}")
-    path = Path(database)
+    path = Path(url.database)  # not in memory: check_url refused that
     if not create and not path.is_file():
-        raise NaspruneError(f"no storage file {str(path)!r} (from {url.render_as_string()!r}): it does not exist")
+        raise MissingStorage(f"no storage file {str(path)!r} (from {url.render_as_string()!r}): it does not exist")
     if path.is_dir():
         raise NaspruneError(f"storage {url.render_as_string()!r} names a directory, expected a SQLite file")
 
@@ -450,15 +481,25 @@ def _enable_wal(path: Path, describe: Callable[[Exception], str]) -> None:
         raise NaspruneError(describe(exc)) from None
 
 
+def _journal_path(url: str) -> Path:
+    text = url.removeprefix("journal:")
+    if not text.strip() or Path(text).name in ("", ".", ".."):
+        raise NaspruneError(f"malformed storage URL {url!r}: expected journal:PATH, PATH a file (e.g. "
+                            "journal:studies/NAME.log)")
+    path = Path(text)
+    if path.exists() and not path.is_file():
+        raise NaspruneError(f"storage {url!r} names {'a directory' if path.is_dir() else 'a special file'}, not a "
+                            "journal file: expected journal:PATH, PATH a regular file or a new one")
+    return path
+
+
 def _open_journal(url: str, *, create: bool):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    path = Path(url.removeprefix("journal:"))
-    if not str(path) or str(path) == ".":
-        raise NaspruneError(f"malformed storage URL {url!r}: expected journal:PATH")
+    path = _journal_path(url)
     if not create and not path.is_file():
-        raise NaspruneError(f"no journal file {str(path)!r} (from {url!r}): it does not exist")
+        raise MissingStorage(f"no journal file {str(path)!r} (from {url!r}): it does not exist")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))

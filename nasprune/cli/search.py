@@ -63,11 +63,14 @@ def add_parser(sub) -> None:
 
 
 def _check_before_work(args: argparse.Namespace, recipe) -> None:
-    """The artifacts directory is writable and every worker's sampler seed is valid, before the study opens."""
+    """The storage URL keeps a study, the artifacts directory is writable and every worker's sampler seed is
+    valid, before the study opens."""
     from nasprune.cli.common import check_output_dir
     from nasprune.errors import NaspruneError
     from nasprune.search.runner import artifacts_dir_for, storage_url
+    from nasprune.storage import check_url
 
+    check_url(storage_url(recipe))  # first: the default artifacts directory is derived from it
     where = "--artifacts" if args.artifacts else "artifacts" if recipe.artifacts else "default artifacts directory"
     check_output_dir(artifacts_dir_for(recipe, storage_url(recipe)), where)
     last = recipe.seed + 1000 * (1000 * args.machine + args.workers - 1) if isinstance(recipe.seed, int) else 0

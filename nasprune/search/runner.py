@@ -126,16 +126,22 @@ def _study_attrs(recipe: Recipe, artifacts: Path) -> dict[str, Any]:
 
 
 def _check_compatible(study, recipe: Recipe, url: str, artifacts: Path | None = None) -> None:
+    """Resuming keeps the study what it was (:mod:`nasprune.search.resume`) and its artifacts where they are."""
+    from nasprune.search.resume import check_resume
+    from nasprune.storage import redact_url
+
     old = study.user_attrs
-    for key, new in (("budget_mflops", recipe.budget_mflops), ("objectives", list(recipe.objectives)),
-                     ("deploy_resolution", recipe.deploy_resolution)):
-        if key in old and old[key] != new:
-            raise NaspruneError(f"study {recipe.study!r} in {url} was created with {key}={old[key]!r}, not {new!r}: "
-                                "resume it with the same recipe, or start a new one with --study NAME")
+    if "recipe" in old:
+        check_resume(study, recipe, redact_url(url))
+    else:  # a study stored before its recipe was: the attributes it does have
+        for key, new in (("budget_mflops", recipe.budget_mflops), ("objectives", list(recipe.objectives)),
+                         ("deploy_resolution", recipe.deploy_resolution)):
+            if key in old and old[key] != new:
+                raise NaspruneError(f"study {recipe.study!r} in {redact_url(url)} was created with "
+                                    f"{key}={old[key]!r}, not {new!r}: resume it with the same recipe, or start a "
+                                    "new one with --study NAME")
     recorded = old.get("artifacts_dir")
     if artifacts is not None and isinstance(recorded, str) and not _same_directory(recorded, artifacts):
-        from nasprune.storage import redact_url
-
         raise NaspruneError(
             f"study {recipe.study!r} in {redact_url(url)} keeps its trained networks in {recorded!r}, not in "
             f"{str(artifacts.resolve())!r}: resume it with --artifacts {recorded} (export and the parent cache read "
@@ -151,6 +157,25 @@ def _same_directory(recorded: str, artifacts: Path) -> bool:
         return path.exists() and artifacts.exists() and os.path.samefile(path, artifacts)
     except OSError:
         return False
+
+
+def check_existing(recipe: Recipe, url: str, artifacts: Path) -> None:
+    """If the study exists already, refuse a resume that would change it (:func:`_check_compatible`), reading the
+    storage only: called before the data is loaded, so nothing starts and nothing is created."""
+    import optuna
+
+    from nasprune.storage import MissingStorage, open_storage
+
+    try:
+        storage = open_storage(url, heartbeat=False, create=False)
+    except MissingStorage:
+        return  # a new study in a new file
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=recipe.study, storage=storage)
+    except KeyError:
+        return
+    _check_compatible(study, recipe, url, artifacts)
 
 
 def open_study(recipe: Recipe, url: str, artifacts: Path, *, worker: int = 0, heartbeat: bool = True):
@@ -365,14 +390,17 @@ def _rerank(study, recipe: Recipe, url: str, artifacts: Path, data=None, log=Non
 
 
 def prepare(recipe: Recipe):
-    """Storage URL, artifacts directory and the loaded data; checks data and budget before anything starts."""
+    """Storage URL, artifacts directory and the loaded data; checks a resume, the data and the budget before anything
+    starts."""
     from nasprune.data import load_data
     from nasprune.search.objective import data_shape
 
+    url = storage_url(recipe)
+    artifacts = artifacts_dir_for(recipe, url)
+    check_existing(recipe, url, artifacts)  # a resume that changes the study: refused before the data loads
     data = load_data(recipe.data_config())  # missing or malformed data: an error now, not in a trial
     check_budget(recipe, data_shape(recipe, data))
-    url = storage_url(recipe)
-    return url, artifacts_dir_for(recipe, url), data
+    return url, artifacts, data
 
 
 def run_search(recipe: Recipe, opts: RunOptions = RunOptions()) -> SearchResult:

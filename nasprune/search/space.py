@@ -25,7 +25,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 import yaml
 
 from nasprune.errors import NaspruneError
-from nasprune.schema import Lazy, SchemaError, dump, invalid, mapping_keys, plain, read, rule
+from nasprune.schema import Lazy, SchemaError, dump, invalid, mapping_keys, plain, read, rule, shown
 from nasprune.search.shipped import SPACES
 from nasprune.spec import ACTIVATIONS, KERNELS, ArchSpec, HeadSpec, make_divisible
 from nasprune.zoo import DWSStage, IRStage, dws_network, ir_network
@@ -504,8 +504,9 @@ def parse_family_space(data: Mapping[str, Any], path: str | Path) -> FamilySpace
                       "(name or path) or a space mapping of that family")
     for key, value in data.items():
         if key not in SPACE_KEYS or key == "family":
-            raise SchemaError(str(path), key, f"unknown key {key!r} (value {value!r}): expected name, families or "
-                              f"a key every member takes: {', '.join(k for k in SPACE_KEYS if k != 'family')}")
+            raise SchemaError(str(path), key, f"unknown key {shown(key)} (value {shown(value)}): expected name, "
+                              f"families or a key every member takes: "
+                              f"{', '.join(k for k in SPACE_KEYS if k != 'family')}")
     base = Path(str(path)).parent if Path(str(path)).is_file() else None
     members = {}
     for family, source in families.items():
@@ -572,7 +573,7 @@ def load_space(name_or_path: str | Path, *, overrides: Mapping[str, Any] | None 
     for key, value in overrides.items():
         if key not in SPACE_KEYS:
             name = f"{overrides_prefix}{key}"
-            raise SchemaError(where, name, f"unknown key {name!r} (value {value!r}): expected one of "
+            raise SchemaError(where, name, f"unknown key {shown(name)} (value {shown(value)}): expected one of "
                               f"{', '.join(SPACE_KEYS)}")
     try:
         return parse_space({**data, **overrides}, path)

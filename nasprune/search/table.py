@@ -23,6 +23,8 @@ def trials_frame(study, *, encode: bool = True):
     params_<name>, user_attrs_<key>, duration_s`` (``feasible`` and ``trained``: the rules of
     :class:`~nasprune.search.record.TrialRecord`). With ``encode``, list and dict attributes become JSON strings
     (for CSV)."""
+    import pandas as pd
+
     frame = study.trials_dataframe(attrs=ATTRS, multi_index=False)
     if frame.empty:
         return frame
@@ -38,7 +40,9 @@ def trials_frame(study, *, encode: bool = True):
     for key in reversed(keys):
         frame.insert(position, f"constraint_{key}", [r.constraints.get(key, math.nan) for r in records])
     if "duration" in frame.columns:
-        frame["duration"] = frame["duration"].dt.total_seconds()
+        # a study whose every trial is RUNNING or WAITING (killed in its first trial) has no duration at all:
+        # the column is then all None, not timedeltas
+        frame["duration"] = pd.to_timedelta(frame["duration"]).dt.total_seconds()
         frame = frame.rename(columns={"duration": "duration_s"})
     if encode:
         for col in frame.columns:

@@ -1,0 +1,104 @@
+"""Inputs that escaped the one-line error (issue 20): storages that keep nothing, output files the system refuses,
+missing artifacts, a study killed in its first trial, values JSON cannot hold, a re-rank whose finalist lost its
+weights. Each gets exit code 2 and one ``nasprune: error:`` line before any work, with nothing saved changed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nasprune.cli import main
+from nasprune.storage import load_study
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+SYNTHETIC = {"study": "esc", "space": "fd_mobilenet", "space_overrides": {"free_placement": None, "width": [0.25, 0.5]},
+             "data": {"name": "synthetic", "resolution": 16, "subset": 120, "val_size": 60},
+             "budget_mflops": 40, "trials": 2, "sampler": "random",
+             "parent": {"mode": "shared", "epochs": 1, "batch_size": 60, "lr": 0.05},
+             "finetune": {"epochs": 1, "batch_size": 60, "lr": 0.02}, "latency": {"runs": 1}}
+
+
+def _error(argv, capsys) -> str:
+    """Run the CLI in this process; assert exit 2 and one ``nasprune: error:`` line; return that line."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("nasprune: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def _forbid(monkeypatch, target: str, what: str) -> None:
+    def fail(*args, **kwargs):
+        raise AssertionError(f"{what} started before the bad input was refused")
+
+    monkeypatch.setattr(target, fail)
+
+
+@pytest.fixture
+def recipe(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NASPRUNE_HEARTBEAT_INTERVAL", "2")
+    monkeypatch.setenv("NASPRUNE_GRACE_PERIOD", "60")
+
+    def write(**changes) -> Path:
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump({**SYNTHETIC, **changes}))
+        return path
+
+    return write
+
+
+# -- 2. storages that keep nothing -----------------------------------------------------------------------------
+@pytest.mark.parametrize("url, expected", [
+    ("sqlite://", "storage 'sqlite://' is an in-memory SQLite database"),
+    ("sqlite:///:memory:", "storage 'sqlite:///:memory:' is an in-memory SQLite database"),
+    ("sqlite:///file::memory:?cache=shared", "is an in-memory SQLite database"),
+    ("journal:", "malformed storage URL 'journal:': expected journal:PATH"),
+    ("journal:   ", "malformed storage URL 'journal:   ': expected journal:PATH"),
+    ("journal:adir", "storage 'journal:adir' names a directory, not a journal file"),
+    ("journal:/dev/null", "storage 'journal:/dev/null' names a special file, not a journal file"),
+])
+@pytest.mark.parametrize("where", ["flag", "recipe"])
+def test_storages_that_keep_nothing_are_refused_before_any_work(recipe, tmp_path, monkeypatch, capsys, url,
+                                                                 expected, where):
+    (tmp_path / "adir").mkdir()
+    _forbid(monkeypatch, "nasprune.data.load_data", "loading the data")
+    argv = ["search", recipe(), "--storage", url] if where == "flag" else ["search", recipe(storage=url)]
+    assert expected in _error([*argv, "--no-progress"], capsys)
+    assert not (tmp_path / "studies").exists()
+
+
+# -- 3. tracebacks still reachable -----------------------------------------------------------------------------
+@pytest.fixture
+def killed_study(recipe, tmp_path):
+    """A study whose search was killed (SIGKILL) during its first trial: that trial RUNNING, without a duration,
+    the other seed designs WAITING; a search does exactly this up to its first trial."""
+    from nasprune.search.recipe import load_recipe
+    from nasprune.search.runner import artifacts_dir_for, open_study, storage_url
+    from nasprune.search.seeds import enqueue_seed_designs
+
+    r = load_recipe(recipe())
+    url = storage_url(r)
+    study = open_study(r, url, artifacts_dir_for(r, url), heartbeat=False)
+    enqueue_seed_designs(study, r, (1, 4))
+    study.ask()  # the first seed design, RUNNING for good
+    return "esc"
+
+
+def test_trials_of_a_study_killed_in_its_first_trial(killed_study, capsys):
+    assert main(["trials", "--study", killed_study]) == 0
+    assert "RUNNING" in capsys.readouterr().out
+    assert main(["trials", "--study", killed_study, "--csv", "-"]) == 0
+    assert "duration_s" in capsys.readouterr().out.splitlines()[0]
+    assert main(["trials", "--study", killed_study, "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["state"] for r in records][:2] == ["RUNNING", "WAITING"]
+    assert all(r["duration_s"] is None for r in records)
