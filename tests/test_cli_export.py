@@ -78,7 +78,9 @@ def test_tighter_budget_exports_the_spec_without_weights(study, tmp_path, capsys
                                "--format", "json", "--out", str(out), "--latency-runs", "0")
     assert code == 0, stderr
     assert stdout.startswith("trial 1 of study 'tiny'")
-    assert ArchSpec.from_json((out / "arch.json").read_text()).to_dict() == \
+    exported = ArchSpec.from_json((out / "arch.json").read_text()).to_dict()
+    assert exported["name"] == f"{STUDY}_trial1"  # its own name; otherwise the trial's child_spec
+    assert {**exported, "name": "child_b"} == \
         optuna.load_study(study_name=STUDY, storage=study.url).trials[1].user_attrs["child_spec"]
 
 

@@ -149,7 +149,8 @@ def test_export_writes_every_file_and_nothing_else(exported):
 def test_arch_json_rebuilds_with_the_trials_exact_macs_and_params(exported):
     _, result = exported
     spec = ArchSpec.from_json((result.out / "arch.json").read_text())
-    assert spec == CHILD_A and spec.resolution == DEPLOY
+    assert spec.name == f"{STUDY}_trial0"  # its own name, not the child_spec's (a parent's name)
+    assert spec.replace(name=CHILD_A.name) == CHILD_A and spec.resolution == DEPLOY
     cost = count(spec)
     attrs = result.selection.trial.user_attrs
     assert (cost.macs, cost.params) == (attrs["macs"], attrs["params"]) == (COST_A.macs, COST_A.params)

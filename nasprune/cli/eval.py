@@ -27,13 +27,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _data_config(args: argparse.Namespace, model):
-    """The data as the model was trained: resolution and validation carve from the checkpoint's metadata."""
+    """The data as the model was trained: resolution and validation carve from the checkpoint's metadata; an image
+    folder's images converted to the model's input channels (greyscale or RGB)."""
     from nasprune.cli.train import data_config
+    from nasprune.data import IMAGEFOLDER
 
     stored = model.metadata.get("data_config") if isinstance(model.metadata, dict) else None
     stored = stored if isinstance(stored, dict) else {}
     resolution = args.resolution or stored.get("resolution") or model.spec.resolution
     overrides = {"resolution": resolution}
+    if args.data.startswith(IMAGEFOLDER):
+        overrides["channels"] = model.spec.in_channels
     if args.val_size is None and isinstance(stored.get("val_size"), int):
         overrides["val_size"] = stored["val_size"]
     seed = stored.get("seed", 0) if isinstance(stored.get("seed", 0), int) else 0

@@ -49,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "input channels, classes and resolution are adapted to the data")
     p.add_argument("--width", type=positive_float, default=None, help="width multiplier for a zoo model (default 1)")
     add_data_args(p)
+    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                   help="imagefolder: convert every image to 1 (greyscale) or 3 (RGB) channels (default: 3 if any "
+                        "image is in a colour mode, else 1)")
     p.add_argument("--subset", type=positive_int, default=None,
                    help="train on the first N images of a fixed shuffle of the training split")
     p.add_argument("--epochs", type=positive_int, default=10, help="default 10")
@@ -83,6 +86,8 @@ def data_config(args: argparse.Namespace, *, seed: int = 0, subset: int | None =
               "seed": seed}
     if args.val_size is not None:
         kwargs["val_size"] = args.val_size
+    if getattr(args, "channels", None) is not None:
+        kwargs["channels"] = args.channels
     kwargs.update(overrides)
     return DataConfig(**kwargs)
 
@@ -129,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         "train_seconds": round(result.train_seconds, 3), "images_per_s": round(result.images_per_s, 1),
         "train_images": len(data.train), "checkpoint": str(out / "model.pt"),
     }
-    metadata = {**summary, "train_config": config.to_dict(), "data_config": data.config.to_dict(),
+    metadata = {**summary, "train_config": config.to_dict(), **data.checkpoint_metadata(),
                 "history": result.history}
     save_checkpoint(out / "model.pt", model, metadata)
     atomic_write_text(out / "result.json", json.dumps(metadata, indent=2) + "\n")

@@ -14,11 +14,12 @@ if TYPE_CHECKING:
     from nasprune.search.recipe import Recipe
     from nasprune.spec import ArchSpec
 
-__all__ = ["CardInfo", "LayerRow", "LatencyRow", "architecture_rows", "card_info", "render_card",
-           "retrain_command", "retrain_options", "test_accuracy"]
+__all__ = ["CardInfo", "DataFacts", "LayerRow", "LatencyRow", "architecture_rows", "card_info", "data_facts",
+           "render_card", "retrain_command", "retrain_options"]
 
 # `nasprune train` options -> the DataConfig field of the study recipe's `data` (when set) ...
-RETRAIN_DATA = (("--data", "name"), ("--data-dir", "data_dir"), ("--subset", "subset"), ("--val-size", "val_size"))
+RETRAIN_DATA = (("--data", "name"), ("--data-dir", "data_dir"), ("--subset", "subset"), ("--val-size", "val_size"),
+                ("--channels", "channels"))
 # ... and the TrainConfig field of its parent training (which, unlike the fine-tuning, starts from scratch), when
 # the recipe sets it (`nasprune train` has TrainConfig's defaults, but for --lr with another optimizer than sgd).
 RETRAIN_TRAIN = (("--batch-size", "batch_size"), ("--optimizer", "optimizer"), ("--lr", "lr"),
@@ -85,6 +86,23 @@ class CardInfo(NamedTuple):
     weights_val_acc: float | None = None  # validation accuracy of re-ranked weights (None: the search's weights)
     test_acc: float | None = None       # of the exported weights, measured at export time
     test_note: str = "not measured"     # on what the test accuracy was measured, or why it was not
+    preprocess: Mapping[str, Any] | None = None  # nasprune.data.Preprocess.to_dict(): how to feed the model
+    classes: tuple[str, ...] = ()       # class index -> name
+    data_counts: Mapping[str, int] | None = None  # train, val and test images of the study's data
+    test_folder: str | None = None      # a <class>/<image> folder holding the test split, for the snippet
+    eval_command: str = ""              # `nasprune eval model.pt --data ...`, run in the export directory
+
+
+class DataFacts(NamedTuple):
+    """What an export learns from the data the weights were trained on (:func:`data_facts`)."""
+
+    test_acc: float | None
+    note: str                              # on what the test accuracy was measured, or why it was not
+    data: Mapping[str, Any] | None         # the DataConfig the card's commands repeat (image folder made absolute)
+    counts: Mapping[str, int] | None       # train, val and test images
+    preprocess: Mapping[str, Any] | None   # the checkpoint's preprocess record (else the data's)
+    classes: tuple[str, ...]
+    test_folder: str | None                # PATH/test of an image folder with its own test split
 
 
 def _act(block: Any) -> str:
@@ -113,13 +131,15 @@ def architecture_rows(spec: ArchSpec, train_resolution: int) -> tuple[LayerRow, 
     return tuple(rows)
 
 
-def retrain_options(recipe: Recipe) -> list[str]:
-    """The `nasprune train` options that repeat the recipe's data and parent training; ``--epochs`` is as many
-    as the child saw (parent + fine-tuning)."""
+def retrain_options(recipe: Recipe, data: Mapping[str, Any] | None = None) -> list[str]:
+    """The `nasprune train` options that repeat the data (``data``: the checkpoint's resolved data config, else
+    the recipe's) and the recipe's parent training; ``--epochs`` is as many as the child saw (parent +
+    fine-tuning)."""
+    data = recipe.data if data is None else data
     parts: list[str] = []
     for option, key in RETRAIN_DATA:
-        if recipe.data.get(key) is not None:
-            parts += [option, str(recipe.data[key])]
+        if data.get(key) is not None:
+            parts += [option, str(data[key])]
     config = recipe.train_config("parent")
     given = set(recipe.parent) | ({"lr"} if config.optimizer != "sgd" else set())
     for option, key in RETRAIN_TRAIN:
@@ -128,13 +148,15 @@ def retrain_options(recipe: Recipe) -> list[str]:
     return [*parts, "--epochs", str(config.epochs + recipe.finetune_epochs)]
 
 
-def retrain_command(arch_path: str, source: TrialSource, seed: Any = None) -> str:
-    """``nasprune train ARCH --resolution R ...`` with the study recipe's data and training options."""
+def retrain_command(arch_path: str, source: TrialSource, seed: Any = None,
+                    data: Mapping[str, Any] | None = None) -> str:
+    """``nasprune train ARCH --resolution R ...`` with the data (``data``, else the recipe's) and the study
+    recipe's training options."""
     recipe = source.recipe
     if seed is None and recipe is not None:
         seed = recipe.train_config("finetune").seed
     parts = ["nasprune", "train", arch_path, "--resolution", str(source.train_resolution)]
-    parts += retrain_options(recipe) if recipe is not None else ["--data", "DATA"]
+    parts += retrain_options(recipe, data) if recipe is not None else ["--data", (data or {}).get("name", "DATA")]
     if seed is not None:
         parts += ["--seed", str(seed)]
     return shlex.join(parts)
@@ -160,45 +182,86 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def test_accuracy(model, source: TrialSource) -> tuple[float | None, str]:
-    """Top-1 accuracy of ``model`` on the test split of the study's data, and a note on what it was measured on
-    (``None`` and why not: no weights exported, no stored recipe, or the data cannot be loaded here)."""
+def _stored_data(model, source: TrialSource) -> dict[str, Any] | None:
+    """The data config the weights were trained on: the checkpoint's (resolved when it was written), else the
+    recipe's; an image folder's channels pinned to the model's input."""
+    from nasprune.data import IMAGEFOLDER, DataConfig
+
+    metadata = getattr(model, "metadata", None) or {}
+    stored = metadata.get("data_config")
+    if isinstance(stored, Mapping):
+        known = {f for f in DataConfig.__dataclass_fields__}
+        config = DataConfig(**{k: v for k, v in stored.items() if k in known})
+    elif source.recipe is not None:
+        config = source.recipe.data_config()
+    else:
+        return None
+    data = config.to_dict()
+    if data["name"].startswith(IMAGEFOLDER) and model is not None:
+        data["channels"] = model.spec.in_channels
+    return data
+
+
+def _test_folder(data: Mapping[str, Any] | None) -> str | None:
+    from pathlib import Path
+
+    from nasprune.data import IMAGEFOLDER
+
+    if data is None or not data["name"].startswith(IMAGEFOLDER):
+        return None
+    root = Path(data["name"][len(IMAGEFOLDER):])
+    has_train = (root / "train").is_dir()
+    return next((str(root / d) for d in ("test", "val") if has_train and (root / d).is_dir()), None)
+
+
+def data_facts(model, source: TrialSource) -> DataFacts:
+    """Test accuracy of ``model`` on the test split of its data, the split's counts, and how to feed the model
+    (the preprocess record and class names: the checkpoint's, else the data's). Without weights, or data that
+    cannot be loaded here, the accuracy is ``None`` and the note says why."""
     from nasprune.errors import NaspruneError
 
+    metadata = getattr(model, "metadata", None) or {}
+    data_cfg = _stored_data(model, source)
+    facts = DataFacts(None, "no weights exported", data_cfg, metadata.get("data_counts"),
+                      metadata.get("preprocess"), tuple(metadata.get("classes") or ()), _test_folder(data_cfg))
     if model is None:
-        return None, "no weights exported"
-    if source.recipe is None:
-        return None, "not measured: the study has no stored recipe naming its data"
-    from nasprune.data import load_data
+        return facts
+    if data_cfg is None:
+        return facts._replace(note="not measured: the study has no stored recipe naming its data")
+    from nasprune.data import DataConfig, load_data
     from nasprune.train import evaluate
 
     try:
-        data = load_data(source.recipe.data_config())
+        data = load_data(DataConfig(**data_cfg))
     except NaspruneError as exc:
-        return None, f"not measured: {exc}"
+        return facts._replace(note=f"not measured: {exc}")
     accuracy = evaluate(model, data, "test")
     model.cpu()
-    return accuracy, f"{len(data.test):,} test images of {data.name} at {data.resolution}x{data.resolution}"
+    return facts._replace(
+        test_acc=accuracy, note=f"{len(data.test):,} test images of {data.name} at {data.resolution}x{data.resolution}",
+        counts={"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        preprocess=facts.preprocess or data.preprocess.to_dict(), classes=facts.classes or data.classes)
 
 
 def card_info(source: TrialSource, *, selection: str, checks: Mapping[str, Mapping[str, Any]],
               latency: Sequence[LatencyRow], latency_threads: int, files: Sequence[tuple[str, str, int | None]],
               metadata: Mapping[str, Any], export_command: str, storage: str, evidence: Sequence[str] = (),
-              weights_val_acc: float | None = None, test: tuple[float | None, str] = (None, "not measured")
-              ) -> CardInfo:
+              weights_val_acc: float | None = None, facts: DataFacts | None = None) -> CardInfo:
     """Collect everything the card shows (no formatting here).
 
-    ``evidence`` and ``weights_val_acc`` come from a re-ranked :class:`~nasprune.export.Selection`; ``test`` is
-    :func:`test_accuracy` of the exported weights.
+    ``evidence`` and ``weights_val_acc`` come from a re-ranked :class:`~nasprune.export.Selection`; ``facts`` is
+    :func:`data_facts` of the exported weights.
     """
     from nasprune.cost import count
 
     record = source.record
     cost = count(source.spec)
     seed = find_seed(source, metadata)
+    facts = facts or DataFacts(None, "not measured", None, None, None, (), None)
+    data = _retrain_data(facts)
     pruned = tuple((d["name"], int(d["before"]), int(d["after"])) for d in record.layers)
-    facts = {k: list(v) if isinstance(v, tuple) else v for k in SEARCH_FACTS
-             if (v := getattr(record, k)) is not None}
+    decisions = {k: list(v) if isinstance(v, tuple) else v for k in SEARCH_FACTS
+                 if (v := getattr(record, k)) is not None}
     return CardInfo(
         title=f"{source.study_name} trial {source.number}", study=source.study_name, storage=storage,
         trial=source.number, selection=selection, spec_hash=source.spec.hash,
@@ -209,11 +272,26 @@ def card_info(source: TrialSource, *, selection: str, checks: Mapping[str, Mappi
         layers=architecture_rows(source.spec, source.train_resolution), pruned=pruned, latency=tuple(latency),
         latency_threads=latency_threads, latency_recorded_ms=record.latency_ms, checks=dict(checks),
         files=tuple(files), recipe=None if source.recipe is None else source.recipe.to_dict(),
-        data_name=str(source.recipe.data["name"]) if source.recipe else "DATA", seed=seed, search_facts=facts,
-        export_command=export_command,
-        retrain_command=retrain_command("arch.json", source, seed), versions=_versions(),
-        evidence=tuple(evidence), weights_val_acc=weights_val_acc, test_acc=test[0], test_note=test[1],
+        data_name=str(data["name"]) if data else str(source.recipe.data["name"]) if source.recipe else "DATA",
+        seed=seed, search_facts=decisions, export_command=export_command,
+        retrain_command=retrain_command("arch.json", source, seed, data), versions=_versions(),
+        evidence=tuple(evidence), weights_val_acc=weights_val_acc, test_acc=facts.test_acc, test_note=facts.note,
+        preprocess=facts.preprocess, classes=tuple(facts.classes), data_counts=facts.counts,
+        test_folder=facts.test_folder, eval_command=_eval_command(data, source),
     )
+
+
+def _eval_command(data: Mapping[str, Any] | None, source: TrialSource) -> str:
+    name = data["name"] if data else str(source.recipe.data["name"]) if source.recipe else "DATA"
+    parts = ["nasprune", "eval", "model.pt", "--data", name]
+    if data and data.get("data_dir"):
+        parts += ["--data-dir", str(data["data_dir"])]
+    return shlex.join(parts)
+
+
+def _retrain_data(facts: DataFacts) -> dict[str, Any] | None:
+    """The data options the card's commands repeat (the card's Input section gives the split's counts)."""
+    return None if facts.data is None else dict(facts.data)
 
 
 # -- rendering -----------------------------------------------------------------------------------------------------
@@ -313,8 +391,99 @@ def _resolution_note(info: CardInfo) -> list[str]:
         f"`model.pt`'s spec says {t} and `model.onnx` was traced with a {t}x{t} input. The network ends in "
         "global average pooling, so every file runs at any input size (the ONNX batch, height and width axes are "
         f"dynamic); accuracy is only known at {t}x{t}, where the inputs must be preprocessed like the training "
-        "data (resized, normalised per the recipe).",
+        "data: see Input below.",
     ]
+
+
+PREPROCESS_ROWS = (  # key of the preprocess record, what the row says
+    ("colour_mode", "1. convert the image to (PIL mode; `L`: greyscale by ITU-R 601-2 luma, `RGB`: alpha dropped)"),
+    ("input_size", "2. resize to height x width"),
+    ("interpolation", "   with (antialiased when shrinking, as PIL's `resize` does)"),
+    ("resized_by", "   library that resized the training images"),
+    ("scale", "3. multiply the 0-255 pixel values by"),
+    ("mean", "4. subtract per channel"),
+    ("std", "5. divide per channel by"),
+    ("channel_order", "6. channel order"),
+    ("layout", "   layout of the input tensor"),
+    ("dtype", "   element type"),
+)
+
+SNIPPET = """import json, pathlib
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+card = json.loads(pathlib.Path("export.json").read_text())
+p, classes = card["preprocess"], card["classes"]
+session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+
+def preprocess(path):
+    h, w = p["input_size"]
+    image = Image.open(path).convert(p["colour_mode"]).resize((w, h), Image.Resampling.BILINEAR)
+    x = np.asarray(image, dtype=np.float32).reshape(h, w, -1) * np.float32(p["scale"])
+    x = (x - np.asarray(p["mean"], np.float32)) / np.asarray(p["std"], np.float32)
+    return x.transpose(2, 0, 1)[None]  # NCHW, batch of one
+
+def predict(path):
+    (logits,) = session.run(None, {session.get_inputs()[0].name: preprocess(path)})
+    return classes[int(logits.argmax())]
+
+FOLDER_LINE
+pairs = [(f, d.name) for d in sorted(folder.iterdir()) if d.is_dir() for f in sorted(d.iterdir())]
+print(sum(predict(f) == name for f, name in pairs) / len(pairs))"""
+
+
+def _preprocess_value(key: str, value: Any) -> str:
+    if key == "input_size":
+        return f"{value[0]} x {value[1]}"
+    if key == "scale":
+        return f"{value:.10g}" + (" (1/255)" if abs(value - 1 / 255) < 1e-12 else "")
+    if isinstance(value, (list, tuple)):
+        return ", ".join(f"{v:g}" for v in value)
+    return f"`{value}`"
+
+
+def _classes(info: CardInfo) -> list[str]:
+    if not info.classes:
+        return ["Class names: not recorded (the outputs are the class indices)."]
+    if len(info.classes) > 20:
+        return ["Class names by output index: " + ", ".join(f"{i} {n}" for i, n in enumerate(info.classes)) + "."]
+    return ["| output index | class |", "|---:|---|", *(f"| {i} | {n} |" for i, n in enumerate(info.classes))]
+
+
+def _counts(info: CardInfo) -> list[str]:
+    if not info.data_counts:
+        return []
+    c = info.data_counts
+    asked = (info.recipe or {}).get("data", {}).get("val_size")
+    cut = (f" (the recipe asked for val_size {asked}; at most a tenth of the training images are held out)"
+           if asked is not None and asked > c["val"] else "")
+    return [f"Data `{info.data_name}`: {c['train']:,} training images, "
+            f"{c['val']:,} validation images{cut}, {c['test']:,} test images.", ""]
+
+
+def _input(info: CardInfo) -> list[str]:
+    """How to feed the model: the preprocess record, the classes and an onnxruntime snippet."""
+    if info.preprocess is None:
+        return ["## Input", "", "No preprocessing record: the weights were not exported, or the checkpoint and "
+                "the data are unavailable here.", ""]
+    p = info.preprocess
+    rows = [f"| {what} | {_preprocess_value(key, p[key])} |" for key, what in PREPROCESS_ROWS if key in p]
+    folder = (f"folder = pathlib.Path({info.test_folder!r})  # the data's test split: <class name>/<image>"
+              if info.test_folder else
+              'folder = pathlib.Path("FOLDER")  # labelled images laid out <class name>/<image>')
+    note = (f"With `{info.test_folder}` (the data's test split) it prints the card's test accuracy."
+            if info.test_folder else
+            "The card's test accuracy was measured on the data's test split as `nasprune eval` loads it; point "
+            "`FOLDER` at labelled images of your own.")
+    if p.get("resized_by") == "torch":
+        note += (" The training images were resized by `torch.nn.functional.interpolate` (bilinear, antialiased "
+                 "when shrinking), so PIL's resize may differ from it by a grey level here and there.")
+    return ["## Input", "",
+            "Every file takes a float tensor preprocessed exactly as the training data was (`preprocess` in "
+            "`export.json`):", "", "| step | value |", "|---|---|", *rows, "", *_counts(info), *_classes(info), "",
+            "Run `model.onnx` with onnxruntime (`pip install onnxruntime pillow numpy`), in this directory:", "",
+            "```python", SNIPPET.replace("FOLDER_LINE", folder), "```", "", note, ""]
 
 
 def _chosen(info: CardInfo) -> list[str]:
@@ -338,6 +507,7 @@ def render_card(info: CardInfo) -> str:
         "## Summary", "", *_summary(info), "",
         *_chosen(info),
         "## Resolution", "", *_resolution_note(info), "",
+        *_input(info),
         f"## Architecture (output sizes at {info.deploy_resolution} and {info.train_resolution})", "",
         *_layer_table(info), "",
         "`dw / mid`: depthwise (expansion) channels of a block; for the head its 1x1 conv or hidden linear. "
@@ -362,5 +532,5 @@ def render_card(info: CardInfo) -> str:
               "sparsity penalty; the epochs are as many as the child saw in the search (parent + fine-tuning) — "
               "raise `--epochs` for a full training:", "", "```sh", info.retrain_command, "```", "",
               "Evaluate a checkpoint on the test set:", "", "```sh",
-              shlex.join(["nasprune", "eval", "model.pt", "--data", info.data_name]), "```", ""]
+              info.eval_command, "```", ""]
     return "\n".join(parts)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nasprune.errors import NaspruneError
-from nasprune.export._card import LatencyRow, card_info, render_card, retrain_command, test_accuracy
+from nasprune.export._card import DataFacts, LatencyRow, card_info, data_facts, render_card, retrain_command
 from nasprune.export._formats import FORMATS, ExportContext, dumps, parse_formats
 from nasprune.export._outdir import check_target, staged_directory
 from nasprune.export._select import Selection, select_trial
@@ -138,7 +138,7 @@ def _file_rows(staging: Path, formats: tuple[str, ...]) -> list[tuple[str, str, 
 
 
 def _write_card(ctx: ExportContext, config: ExportConfig, selection: Selection, staging: Path, out: Path,
-                latency: tuple[LatencyRow, ...], threads: int, test: tuple[float | None, str]) -> None:
+                latency: tuple[LatencyRow, ...], threads: int, facts: DataFacts) -> None:
     from nasprune.storage import redact_url
 
     src = ctx.source
@@ -146,7 +146,7 @@ def _write_card(ctx: ExportContext, config: ExportConfig, selection: Selection, 
     info = card_info(src, selection=selection.reason, checks=ctx.checks, latency=latency,
                      latency_threads=threads, files=_file_rows(staging, config.formats), metadata=metadata,
                      export_command=_export_command(config, src.number, out), storage=redact_url(src.storage_url),
-                     evidence=selection.evidence, weights_val_acc=selection.val_acc, test=test)
+                     evidence=selection.evidence, weights_val_acc=selection.val_acc, facts=facts)
     atomic_write_text(staging / CARD, render_card(info))
     manifest = {k: v for k, v in info._asdict().items() if k not in ("layers", "latency")}
     manifest["layers"] = [row._asdict() for row in info.layers]
@@ -186,16 +186,23 @@ def export(config: ExportConfig, *, log: Callable[[str], None] | None = None) ->
         if any(FORMATS[n].needs_weights for n in formats):
             retrain = retrain_command(str(out / "arch.json"), source)
             model = load_trained_model(source, artifacts_dir(source, config.artifacts), staging, retrain)
+        facts = data_facts(model, source)
+        if model is not None:  # model.pt tells how to feed it, even where its checkpoint did not (a re-rank's)
+            model.metadata = {**_deploy_metadata(facts), **(getattr(model, "metadata", None) or {})}
         ctx = ExportContext(source=source, model=model, tolerance=config.tolerance,
                             onnx_exporter=config.onnx_exporter)
         _write_all(ctx, config, staging, log)
         threads = _latency_threads(config, source)
         latency = _measure_latency(ctx, config.latency_runs, threads)
-        test = test_accuracy(model, source)
-        log(f"  test acc    {'-' if test[0] is None else f'{100 * test[0]:.2f} %'} ({test[1]})")
-        _write_card(ctx, config, selection, staging, out, latency, threads, test)
+        log(f"  test acc    {'-' if facts.test_acc is None else f'{100 * facts.test_acc:.2f} %'} ({facts.note})")
+        _write_card(ctx, config, selection, staging, out, latency, threads, facts)
     files = {n: out / FORMATS[n].filename for n in formats} | {"card": out / CARD, "manifest": out / MANIFEST}
     return ExportResult(out=out, selection=selection, files=files, checks=ctx.checks, latency=latency)
+
+
+def _deploy_metadata(facts: DataFacts) -> dict[str, Any]:
+    meta = {"preprocess": facts.preprocess, "classes": list(facts.classes) or None, "data_counts": facts.counts}
+    return {k: v for k, v in meta.items() if v is not None}
 
 
 def _log_selection(log: Callable[[str], None], selection: Selection, source: TrialSource) -> None:

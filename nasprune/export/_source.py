@@ -27,7 +27,9 @@ __all__ = ["TrialSource", "artifacts_dir", "load_trained_model", "trial_source"]
 class TrialSource:
     """One trial of one study, with the facts an export reads from the study's attributes.
 
-    ``spec`` is the trial's ``child_spec`` (deployment resolution: its MACs and params are the trial's);
+    ``spec`` is the trial's ``child_spec`` (deployment resolution: its MACs and params are the trial's), named
+    after the trial (``STUDY_trialN``: a child's stored spec carries its parent's name, which names another
+    network);
     ``train_resolution`` is the resolution the child's weights were trained and validated at. ``weights_id`` is
     the artifact to export instead of the trial's own checkpoint (a re-rank's weights), ``None`` for its own.
     """
@@ -94,11 +96,15 @@ def trial_source(study: Study, trial: FrozenTrial, storage_url: str, weights_id:
     attrs = dict(study.user_attrs)
     spec = _child_spec(study.study_name, trial)
     deploy = int(attrs.get("deploy_resolution") or spec.resolution)
-    if spec.resolution != deploy:
-        spec = spec.replace(resolution=deploy)
+    spec = spec.replace(resolution=deploy, name=export_name(study.study_name, trial.number))
     train = int(attrs.get("train_resolution") or deploy)
     return TrialSource(study_name=study.study_name, storage_url=storage_url, trial=trial, spec=spec,
                        deploy_resolution=deploy, train_resolution=train, study_attrs=attrs, weights_id=weights_id)
+
+
+def export_name(study_name: str, number: int) -> str:
+    """The exported network's own name (``ArchSpec.hash`` ignores names, so every check still holds)."""
+    return f"{study_name}_trial{number}"
 
 
 def _sqlite_dir(storage_url: str) -> Path | None:
