@@ -102,3 +102,58 @@ def test_trials_of_a_study_killed_in_its_first_trial(killed_study, capsys):
     records = json.loads(capsys.readouterr().out)
     assert [r["state"] for r in records][:2] == ["RUNNING", "WAITING"]
     assert all(r["duration_s"] is None for r in records)
+
+
+@pytest.mark.parametrize("argv", [["report", "--study", "esc", "--out", "/proc/x.html"],
+                                  ["trials", "--study", "esc", "--csv", "/proc/x.csv"],
+                                  ["report", "--study", "esc", "--csv", "/proc/tables"]])
+def test_outputs_the_system_refuses_are_refused_before_any_work(recipe, monkeypatch, capsys, argv):
+    # as root os.access says /proc is writable; creating a file there fails
+    _forbid(monkeypatch, "nasprune.storage.load_study", "reading the study")
+    assert "cannot be written" in _error(argv, capsys)
+
+
+# -- 5. values JSON cannot hold ----------------------------------------------------------------------------------
+def test_trials_json_writes_null_for_nan_and_infinity(recipe, capsys):
+    import optuna
+
+    from nasprune.storage import open_storage
+
+    study = optuna.create_study(study_name="esc", storage=open_storage("sqlite:///studies/esc.db", heartbeat=False),
+                                directions=["maximize", "minimize"])
+    study.set_user_attr("objectives", ["val_acc", "mflops"])
+    trial = study.ask()
+    trial.set_user_attr("val_acc", math.nan)
+    trial.set_user_attr("val_acc_history", [0.5, math.inf, -math.inf])
+    study.tell(trial, [math.inf, 3.0])
+    capsys.readouterr()
+    assert main(["trials", "--study", "esc", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "NaN" not in out and "Infinity" not in out
+    record = json.loads(out)[0]
+    assert record["values_val_acc"] is None and record["values_mflops"] == 3.0
+    assert record["user_attrs_val_acc"] is None and record["user_attrs_val_acc_history"] == [0.5, None, None]
+
+
+# -- 8. a re-rank refuses a finalist without weights before training any ------------------------------------------
+def test_rerank_checks_every_finalists_weights_before_any_training(recipe, monkeypatch, capsys):
+    from nasprune.search.record import records
+    from nasprune.search.rerank import build_plan
+
+    assert main(["search", str(recipe(trials=4, budget_mflops=40)), "--no-progress"]) == 0
+    study = load_study("esc")
+    from nasprune.search.recipe import RerankConfig
+
+    plan = build_plan(records(study), RerankConfig(top=6))
+    assert len(plan.rungs[0].members) >= 2
+    last = plan.rungs[0].members[-1]  # the finalist trained last: others would be trained before its turn
+    artifact = plan.record(last).artifact_id
+    (Path(study.user_attrs["artifacts_dir"]) / artifact).unlink()
+    before = dict(study.user_attrs)
+    _forbid(monkeypatch, "nasprune.search.rerank.train_rung", "training a rung")
+    err = _error(["rerank", "--study", "esc", "--top", "6"], capsys)
+    assert f"trial {last}'s checkpoint artifact {artifact} is not in " in err and "nothing was trained" in err
+    assert load_study("esc").user_attrs == before
+    # --artifacts naming a directory that does not exist: the same refusal, and the directory is not created
+    err = _error(["rerank", "--study", "esc", "--top", "6", "--artifacts", "missing"], capsys)
+    assert "is not in 'missing'" in err and not Path("missing").exists()

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 
 from nasprune.errors import NaspruneError
@@ -133,6 +134,13 @@ def _writable_ancestor(path: Path, start: Path, flag: str) -> None:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise NaspruneError(f"{flag} {str(path)!r} cannot be written: directory {str(ancestor)!r} is not writable "
                             "by this user: expected a location you can write to")
+    try:  # os.access trusts the mode bits: root passes it for /proc, a read-only mount, a full disk
+        fd, probe = tempfile.mkstemp(prefix=".nasprune-probe-", dir=ancestor)
+    except OSError as exc:
+        raise NaspruneError(f"{flag} {str(path)!r} cannot be written: creating a file in {str(ancestor)!r} failed "
+                            f"({exc.strerror}): expected a location you can write to") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_output_dir(path: str | Path, flag: str, files: tuple[str, ...] = ()) -> Path:

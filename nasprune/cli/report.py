@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import optuna
 
     from nasprune.cli.common import check_output_dir, check_output_file
+    from nasprune.errors import NaspruneError
     from nasprune.report import make_page, write_report
     from nasprune.report.page import PageOptions
     from nasprune.storage import default_storage_url, load_study, redact_url
@@ -40,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
     url = args.storage or default_storage_url(args.study)
     study = load_study(args.study, url)
     tables, page = make_page(study, storage_arg=args.storage, options=PageOptions(source=redact_url(url)))
-    write_report(out, page)
+    try:  # checked before the work, but a disk can fill or a mount turn read-only meanwhile
+        write_report(out, page)
+    except OSError as exc:
+        raise NaspruneError(f"--out {str(out)!r} could not be written: {exc.strerror or exc}") from None
     trained = int(tables.trials["trained"].sum())
     print(f"wrote {out} ({len(tables.trials)} finished trials, {trained} trained, "
           f"{len(tables.pareto)} Pareto-optimal)")

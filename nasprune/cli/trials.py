@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
     p.add_argument("--storage", default=None, metavar="URL", help="default: sqlite:///studies/<study>.db")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--csv", default=None, metavar="FILE", help="write CSV ('-' for stdout)")
-    out.add_argument("--json", action="store_true", help="print JSON records")
+    out.add_argument("--json", action="store_true",
+                     help="print JSON records (strict JSON: NaN and infinite numbers are null)")
     p.set_defaults(func=run)
 
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps(trials_records(study), indent=2))
+        print(json.dumps(trials_records(study), indent=2, allow_nan=False))  # strict JSON: NaN, inf are null
         return 0
     frame = trials_frame(study)
     if args.csv == "-":

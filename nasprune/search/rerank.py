@@ -490,14 +490,31 @@ def _plan_now(study, config: RerankConfig) -> RerankPlan:
     return build_plan(records(study), config)
 
 
-def _check_candidates(plan: RerankPlan) -> None:
-    """Every trial of rung 0 (later rungs are among them) has what its trainer starts from, before any training."""
+def _check_candidates(plan: RerankPlan, artifacts: Path) -> None:
+    """Every trial of rung 0 (later rungs are among them) has what its trainer starts from, and every trial that
+    may still train (the survivors so far) has its checkpoint in ``artifacts`` when trained from its weights:
+    all before any training, so a missing checkpoint never stops a re-rank after a rung was trained."""
+    from optuna.artifacts import FileSystemArtifactStore
+    from optuna.artifacts.exceptions import ArtifactNotFound
+
     need = "artifact_id" if plan.config.source == "weights" else "child_spec"
     lacking = [n for n in plan.rungs[0].members if getattr(plan.record(n), need) is None]
     if lacking:
         hint = "re-rank with 'from: scratch'" if need == "artifact_id" else "it was not written by 'nasprune search'"
         raise NaspruneError(f"trial {lacking[0]} of the top {len(plan.rungs[0].members)} has no {need!r} attribute to "
                             f"re-rank from ({hint})")
+    if need != "artifact_id" or plan.complete:
+        return
+    store = FileSystemArtifactStore(str(artifacts))  # reads only: creates nothing
+    for number in plan.rungs[-1].members:
+        artifact = plan.record(number).artifact_id
+        try:
+            store.open_reader(artifact).close()
+        except (ArtifactNotFound, ValueError, OSError):
+            raise NaspruneError(f"trial {number}'s checkpoint artifact {artifact} is not in {str(artifacts)!r}, and "
+                                f"trial {number} is among the top {len(plan.rungs[0].members)} to re-rank from their "
+                                "weights: nothing was trained; restore the file, pass the study's --artifacts "
+                                "directory, or re-rank with 'from: scratch'") from None
 
 
 def run_rerank(study, recipe: Recipe, config: RerankConfig, *, url: str | None, artifacts: str | Path, data=None,
@@ -530,7 +547,7 @@ def run_rerank(study, recipe: Recipe, config: RerankConfig, *, url: str | None, 
         done = sum(1 for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE")
         raise NaspruneError(f"study {study.study_name!r} has no feasible trained trial to re-rank ({done} complete): "
                             "run 'nasprune search' first")
-    _check_candidates(plan)
+    _check_candidates(plan, Path(artifacts))
     worker = _Worker(study, url)
     ctx = RerankContext(recipe=recipe, study=study, artifacts=Path(artifacts), preloaded=data)
     if study.user_attrs.get(CONFIG_ATTR) != dump(config):

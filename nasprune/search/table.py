@@ -51,16 +51,23 @@ def trials_frame(study, *, encode: bool = True):
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
+    """``value`` as strict JSON data: NaN and infinities (a value, a constraint or an attribute, at any depth)
+    become ``None`` (JSON ``null``: JSON has no such numbers), timestamps ISO strings, numpy scalars Python's."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     if hasattr(value, "isoformat"):
         return None if str(value) == "NaT" else value.isoformat()
     if hasattr(value, "item"):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
 def trials_records(study) -> list[dict[str, Any]]:
-    """The same table as JSON-able records (attributes keep their list and dict values)."""
+    """The same table as strict JSON records (attributes keep their list and dict values; NaN and infinite
+    numbers are ``None``)."""
     frame = trials_frame(study, encode=False)
     return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
