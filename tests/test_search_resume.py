@@ -143,3 +143,48 @@ def test_a_resume_may_change_trials_data_dir_and_rerank(study, tmp_path):
     with pytest.raises(NaspruneError, match=r"created with data\.subset=120, not 60: "):
         check_existing(parse_recipe({**SYNTHETIC, "data": {**SYNTHETIC["data"], "subset": 60}}, path), url,
                        tmp_path / "res.artifacts")
+
+
+# -- a seed design interrupted by Ctrl-C is redone (item 6) --------------------------------------------------------
+def test_a_seed_design_stopped_by_ctrl_c_is_redone_on_resume(tmp_path, monkeypatch, capsys):
+    import nasprune.train
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NASPRUNE_HEARTBEAT_INTERVAL", "2")
+    monkeypatch.setenv("NASPRUNE_GRACE_PERIOD", "60")
+    path = tmp_path / "r.yaml"
+    # widths 0.25, 0.5 at 40 MFLOPs: fd_mobilenet 0.25 (the first trial), 0.5, mobilenet_v1 0.25, and v1 0.5@band
+    path.write_text(yaml.safe_dump({**SYNTHETIC, "trials": 4}))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(nasprune.train, "fit", interrupted)
+        assert main(["search", str(path), "--no-progress"]) == 130
+    study = load_study("res")
+    [failed] = [t for t in study.trials if t.state.name == "FAIL"]
+    designs = {t.user_attrs["seed_design"] for t in study.trials}
+    assert failed.user_attrs["seed_design"] == "fd_mobilenet_0.25" and len(designs) == 4
+    capsys.readouterr()
+    assert main(["search", str(path), "--no-progress"]) == 0
+    finished = [t for t in load_study("res").trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert sorted(t.user_attrs.get("seed_design") or "" for t in finished) == sorted(designs)
+    redone = next(t for t in finished if t.user_attrs["seed_design"] == "fd_mobilenet_0.25")
+    assert redone.params == failed.params
+
+
+def test_a_hand_design_that_keeps_failing_is_enqueued_at_most_three_times():
+    import optuna
+
+    from nasprune.search.seeds import MAX_ATTEMPTS, _enqueue
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for attempt in range(MAX_ATTEMPTS + 1):
+        names = _enqueue(study, [("fd_mobilenet_0.25", {"width": 0.25})], "seed_design")
+        assert names == (["fd_mobilenet_0.25"] if attempt < MAX_ATTEMPTS else [])
+        if names:
+            trial = study.ask()
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    assert _enqueue(study, [("fd_mobilenet_0.5", {"width": 0.5})], "seed_design") == ["fd_mobilenet_0.5"]
+    assert _enqueue(study, [("fd_mobilenet_0.5", {"width": 0.5})], "seed_design") == []  # WAITING: held

@@ -10,6 +10,9 @@ Every search used to start from random points although the good hand designs are
   criterion gamma_sparsity where the space searches it, else the space's first) and filled to the band by the
   global keep-scale; ``seed_design`` = ``<zoo name>_<width>@band``.
 
+A design whose trial failed (Ctrl-C, a killed worker) is enqueued again by the next run, so every design is
+trained once the study is complete; after ``MAX_ATTEMPTS`` failed trials of it, it is left alone.
+
 The sampler then starts from good points and has them to improve on. Baselines (``--with-baselines``) stay what
 they were: the hand designs that fit, each trained as its own parent, unpruned (user attr ``baseline``).
 """
@@ -32,6 +35,7 @@ HAND_DESIGNS: dict[str, tuple[tuple[str, str, tuple[int, ...]], ...]] = {
     "ir": (("mobilenet_v3_large", "slow", (3, 4, 5, 10, 11, 12, 13, 14)),),
 }
 PRUNED_SEED_SUFFIX = "@band"
+MAX_ATTEMPTS = 3  # trials of one hand design that may fail before a resume stops enqueueing it again
 PREFERRED_CRITERION = "gamma_sparsity"
 
 
@@ -105,12 +109,22 @@ def hand_designs(recipe, shape: tuple[int, int]) -> list[HandDesign]:
 
 
 def _enqueue(study, designs: Sequence[tuple[str, Mapping[str, Any]]], attr: str) -> list[str]:
+    """Enqueue each design that no trial holds: a design whose every trial FAILED (interrupted by Ctrl-C, or its
+    worker's heartbeat lost without a retry) is enqueued again, up to ``MAX_ATTEMPTS`` trials in all, so a design
+    that fails for good (training diverged) does not take a trial on every resume."""
     from nasprune.search.record import records
 
-    done = {getattr(r, attr) for r in records(study)}
+    held: set[str] = set()
+    failed: dict[str, int] = {}
+    for r in records(study):
+        name = getattr(r, attr)
+        if r.state.name == "FAIL":
+            failed[name] = failed.get(name, 0) + 1
+        else:  # WAITING, RUNNING (or a heartbeat retry of it), COMPLETE, PRUNED
+            held.add(name)
     names = []
     for name, params in designs:
-        if name not in done:
+        if name not in held and failed.get(name, 0) < MAX_ATTEMPTS:
             study.enqueue_trial(dict(params), user_attrs={attr: name})  # a baseline may share a seed's params
             names.append(name)
     return names
