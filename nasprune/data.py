@@ -556,10 +556,10 @@ def _image_channels(root: Path, files: list[Path], channels: int | None) -> int:
     """Check that every image decodes (one error naming the count and the first few), then decide the channels:
     ``channels`` when given, else 3 if any image is in a colour mode, else 1 (whatever the split)."""
     try:
-        stamps = tuple((st.st_mtime_ns, st.st_size) for st in (f.stat() for f in files))
+        stamps = tuple((st.st_mtime_ns, st.st_size) for st in (f.stat() for f in sorted(files)))
     except OSError as exc:
         raise DataError(f"cannot read image {exc.filename!r}: {exc.strerror}") from None
-    colour, problems = _scan_images(tuple(str(f) for f in files), stamps)
+    colour, problems = _scan_images(tuple(str(f) for f in sorted(files)), stamps)
     if problems:
         shown = "; ".join(f"{os.path.relpath(path, root)} ({why})" for path, why in problems[:SHOWN_BAD])
         more = f"; and {len(problems) - SHOWN_BAD} more" if len(problems) > SHOWN_BAD else ""
