@@ -44,7 +44,7 @@ __all__ = [
 
 DEFAULT_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGEFOLDER = "imagefolder:"
-DEFAULT_VAL_SIZE = 5000  # validation images when val_size is not given (at most a tenth of the training set)
+DEFAULT_VAL_SIZE = 5000  # DataConfig.val_size's default
 INSTALL_HINT = ("install it with 'apt-get install dataset-fashion-mnist' or point to a directory holding the "
                 "IDX .gz files with --data-dir or $NASPRUNE_DATA")
 
@@ -58,8 +58,8 @@ class DataConfig:
         data_dir: directory holding the files (default: ``$NASPRUNE_DATA``, then the dataset's system path).
         resolution: side of the square images the network sees; every image is resized to it once.
         subset: train on the first ``subset`` images of a fixed shuffle of the non-validation training set.
-        val_size: training images held out for validation, at most a tenth of the training set (a larger value
-            is cut to that, with a note on stderr); ``None``: 5000, cut silently.
+        val_size: training images held out for validation, at most a tenth of the training set (a value other
+            than the default 5000 that is cut to a tenth gets a note on stderr).
         seed: seed of the permutation that carves the validation split and the subset.
         channels: input channels of an ``imagefolder:`` dataset, 1 (greyscale) or 3 (RGB); ``None``: 3 if any of
             its images is in a colour mode, else 1. Every image is converted to it.
@@ -72,7 +72,7 @@ class DataConfig:
     data_dir: str | None = None
     resolution: int = 32
     subset: int | None = None
-    val_size: int | None = None
+    val_size: int = DEFAULT_VAL_SIZE
     seed: int = 0
     channels: int | None = None
 
@@ -88,8 +88,8 @@ class DataConfig:
             raise DataError(f"resolution={self.resolution!r} is invalid: expected an integer >= 8")
         if self.subset is not None and (not isinstance(self.subset, int) or self.subset < 1):
             raise DataError(f"subset={self.subset!r} is invalid: expected an integer >= 1 or None")
-        if self.val_size is not None and (not isinstance(self.val_size, int) or self.val_size < 1):
-            raise DataError(f"val_size={self.val_size!r} is invalid: expected an integer >= 1 or None")
+        if not isinstance(self.val_size, int) or self.val_size < 1:
+            raise DataError(f"val_size={self.val_size!r} is invalid: expected an integer >= 1")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -461,10 +461,10 @@ def _note(text: str) -> None:
 
 def _carve(n: int, config: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed-seed permutation of ``range(n)`` -> (train indices, validation indices)."""
-    val_size = min(config.val_size or DEFAULT_VAL_SIZE, n // 10)
+    val_size = min(config.val_size, n // 10)
     if val_size < 1:
         raise DataError(f"dataset {config.name!r} has {n} training images: too few to hold out a validation split")
-    if config.val_size is not None and val_size < config.val_size:
+    if val_size < config.val_size != DEFAULT_VAL_SIZE:  # the default is cut on small data without a word
         _note(f"val_size {config.val_size} of {config.name} is cut to {val_size} images, a tenth of its {n} "
               "training images")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))

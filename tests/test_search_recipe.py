@@ -133,7 +133,7 @@ def test_values_are_stored_with_their_declared_types():
     assert type(r.budget_mflops) is float and type(r.finetune["lr"]) is float and r.finetune["epochs"] == 0
     assert r.pruner.name == "median" and r.objectives == ("val_acc", "mflops", "latency_ort_ms")
     assert r.data == {"name": "synthetic", "data_dir": None, "resolution": 32, "subset": None, "val_size": 5000,
-                      "seed": 0}  # filled with DataConfig's defaults
+                      "seed": 0, "channels": None}  # filled with DataConfig's defaults
 
 
 @pytest.mark.parametrize("change, message", [
