@@ -100,6 +100,12 @@ def spec_from_file(path: str | Path) -> ArchSpec:
         raise SpecError(f"{path}: {exc}") from None
     except TypeError as exc:
         raise SpecError(f"{path}: malformed spec: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: not a spec JSON file: nested too deep to read") from None
+    except NaspruneError:
+        raise
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's int-to-str limit)
+        raise SpecError(f"{path}: not a spec JSON file: {str(exc).split(':')[0][:200]}") from None
 
 
 def resolve_model_spec(model: str, *, width: float | None = None, resolution: int | None = None,

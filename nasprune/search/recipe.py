@@ -125,8 +125,9 @@ class Recipe:
     finetune: Mapping[str, Any] = field(default_factory=dict, metadata=rule(fields=TRAIN_CONFIG,
                                                                             probe=_finetune_probe))
     pruner: PrunerConfig = field(default_factory=PrunerConfig, metadata=rule(shorthand="name"))
-    latency_runs: int = field(default=20, metadata=rule(key="latency.runs", low=1))
-    latency_threads: int = field(default=1, metadata=rule(key="latency.threads", low=1))
+    # bounded: every trial times `runs` forwards, and a huge thread count hangs torch
+    latency_runs: int = field(default=20, metadata=rule(key="latency.runs", low=1, high=10_000))
+    latency_threads: int = field(default=1, metadata=rule(key="latency.threads", low=1, high=256))
     with_baselines: bool = False
     # the budget band: every child is scaled into [budget_floor, 1] x budget (0: off; see nasprune.search.band)
     budget_floor: float = field(default=DEFAULT_BUDGET_FLOOR, metadata=rule(low=0, high=1, high_open=True))

@@ -89,7 +89,22 @@ def smallest_network(recipe: Recipe, shape: tuple[int, int]) -> tuple[float, str
     return best
 
 
+def check_memory_fits(recipe: Recipe, shape: tuple[int, int]) -> None:
+    """The widest network of every schedule (SE on every block it may go on), counted at the deployment resolution,
+    fits in memory: a huge ``deploy_resolution`` is refused here, not by the allocator inside a trial."""
+    from nasprune.cost import check_memory
+
+    for space in recipe.space.members.values():
+        for schedule in space.schedule_choices:
+            downsample = space.free.positions([lo for lo, _ in space.free.windows]) if schedule == "custom" else ()
+            n_blocks = len(space.rows(schedule, downsample))
+            widest = space.network(schedule, downsample, max(space.widths), space.se_allowed(n_blocks),
+                                   resolution=recipe.deploy_resolution, in_channels=shape[0], num_classes=shape[1])
+            check_memory(widest, recipe.deploy_resolution)
+
+
 def check_budget(recipe: Recipe, shape: tuple[int, int]) -> None:
+    check_memory_fits(recipe, shape)
     mflops, schedule = smallest_network(recipe, shape)
     if mflops > recipe.budget_mflops:
         s = recipe.space

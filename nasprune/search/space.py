@@ -465,9 +465,10 @@ def _free(path, f: FreePlacementFile | None, schedules: Mapping[str, tuple[Row, 
     return FreePlacement(base=f.base, windows=f.windows)
 
 
-def parse_space(data: Any, path: str | Path = "<space>") -> SearchSpace | FamilySpace:
+def parse_space(data: Any, path: str | Path = "<space>", *, check_se: bool = True) -> SearchSpace | FamilySpace:
     """Validate a space mapping (as loaded from YAML) against :class:`SpaceFile`; a mapping with ``families``
-    is a :class:`FamilySpace` (:func:`parse_family_space`).
+    is a :class:`FamilySpace` (:func:`parse_family_space`). ``check_se``: every ``se.blocks`` index must be a block
+    of some schedule (:func:`_check_se_blocks`; a family space checks its shared ``se`` over all members).
 
     Raises:
         SchemaError: naming ``path``, the dotted key, the value and what is accepted.
@@ -488,7 +489,22 @@ def parse_space(data: Any, path: str | Path = "<space>") -> SearchSpace | Family
         bn_momentum=defaults["bn_momentum"] if f.bn_momentum is None else f.bn_momentum, raw=plain(data),
     )
     _check_builds(space)
+    if check_se:
+        _check_se_blocks(path, f.se.blocks, [space])
     return space
+
+
+def _check_se_blocks(path, given: str | tuple[int, ...], spaces: Sequence[SearchSpace]) -> None:
+    """Every index of ``se.blocks`` is a block of the longest schedule of ``spaces``: one past every table would
+    put SE nowhere, silently."""
+    if given == "all":
+        return
+    longest, name = max((len(rows), f"{s.family}:{n}" if len(spaces) > 1 else n)
+                        for s in spaces for n, rows in s.schedules.items())
+    for i, block in enumerate(given):
+        if block >= longest:
+            raise invalid(path, f"se.blocks[{i}]", block, f"a block index < {longest} (the longest schedule, "
+                          f"{name!r}, has {longest} blocks; blocks count from 0)")
 
 
 def parse_family_space(data: Mapping[str, Any], path: str | Path) -> FamilySpace:
@@ -511,19 +527,34 @@ def parse_family_space(data: Mapping[str, Any], path: str | Path) -> FamilySpace
     members = {}
     for family, source in families.items():
         if isinstance(source, Mapping):
-            member = parse_space({**source, **data}, path)
+            member = parse_space({**source, **data}, path, check_se=False)
         elif isinstance(source, (str, Path)):
             member = load_space(source, overrides=data or None, relative_to=base, overrides_file=path,
-                                overrides_prefix="")
+                                overrides_prefix="", check_se=False)
         else:
             raise invalid(path, f"families.{family}", source, "a space file (name or path) or a space mapping")
         if not isinstance(member, SearchSpace) or member.family != family:
             raise invalid(path, f"families.{family}", source, f"a space of family {family!r} (it has "
                           f"{getattr(member, 'family', None)!r})")
         members[family] = member
+    _check_family_se(path, data, members)
     return FamilySpace(name=name or Path(str(path)).stem, path=str(path), members=members,
                        raw={"name": name or Path(str(path)).stem, "families": {f: m.to_dict()
                                                                                for f, m in members.items()}})
+
+
+def _check_family_se(path, shared: Mapping[str, Any], members: Mapping[str, SearchSpace]) -> None:
+    """A family space's SE blocks (shared, or a member's own) fit a schedule of some member (the longest table
+    of the family space: each member uses the indices below its own length, as a space of several schedules)."""
+    spaces = list(members.values())
+    if "se" in shared:
+        given = read(SEFile, shared["se"] or {}, file=path, where="se").blocks
+        _check_se_blocks(path, given, spaces)
+    for family, member in members.items():
+        try:
+            _check_se_blocks(path, member.se_blocks, spaces)
+        except SchemaError as exc:
+            raise exc.moved(str(path), f"families.{family}.") from None
 
 
 def _check_builds(space: SearchSpace) -> None:
@@ -546,18 +577,103 @@ def find_space(name_or_path: str | Path, *, relative_to: Path | None = None) -> 
     return SPACES.find(name_or_path, paths)
 
 
-def read_yaml(path: Path) -> Any:
+# -- reading YAML: recipes and spaces are small; a file that is not is refused before it costs anything ----------------
+MAX_YAML_BYTES = 1 << 20   # a recipe or space file is a few kB
+MAX_YAML_DEPTH = 64        # nesting of lists and mappings (a space needs 4)
+MAX_YAML_NODES = 100_000   # values after expanding every alias (&a / *a): a few hundred in a real file
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting deeper than :data:`MAX_YAML_DEPTH` while it composes (the composer
+    recurses: 50,000 nested lists are a RecursionError otherwise)."""
+
+    depth = 0
+
+    def compose_node(self, parent, index):
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                line = self.peek_event().start_mark.line + 1
+                raise yaml.YAMLError(f"nested deeper than {MAX_YAML_DEPTH} lists or mappings (line {line})")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _expanded_size(node: yaml.Node) -> int:
+    """The values ``node`` holds once every alias is expanded, counted on the node graph (each shared node once,
+    its size memoised: a bomb of 9 aliases to 9 aliases ... is counted in microseconds, not built)."""
+    sizes: dict[int, int] = {}
+    stack = [node]
+    while stack:  # post-order without recursion
+        n = stack.pop()
+        if id(n) in sizes:
+            continue
+        children = [c for pair in n.value for c in pair] if isinstance(n, yaml.MappingNode) else \
+            list(n.value) if isinstance(n, yaml.SequenceNode) else []
+        pending = [c for c in children if id(c) not in sizes]
+        if pending:
+            stack += [n, *pending]
+            continue
+        sizes[id(n)] = 1 + sum(sizes[id(c)] for c in children)
+    return sizes[id(node)]
+
+
+def _decode(path: Path, raw: bytes) -> str:
+    """UTF-8 text (a byte order mark allowed); anything else is refused naming what it looks like."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (raw[:2].count(0) == 1 and len(raw) % 2 == 0):
+        raise NaspruneError(f"{path}: not UTF-8 text: it looks like UTF-16 (save it as UTF-8, e.g. "
+                            f"iconv -f UTF-16 -t UTF-8)")
+    if b"\x00" in raw:
+        raise NaspruneError(f"{path}: not a YAML text file: it holds NUL bytes (binary data?)")
     try:
-        return yaml.safe_load(path.read_text())
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise NaspruneError(f"{path}: not UTF-8 text: byte 0x{raw[exc.start]:02x} on line {line} is not UTF-8 "
+                            "(a Latin-1 or Windows-1252 file? save it as UTF-8)") from None
+
+
+def read_yaml(path: Path) -> Any:
+    """A recipe or space file's YAML, with one-line errors for what is not a small UTF-8 YAML file: too large,
+    another encoding or binary, nested deeper than :data:`MAX_YAML_DEPTH`, or more than :data:`MAX_YAML_NODES`
+    values once its aliases are expanded (an alias bomb)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise NaspruneError(f"{path}: {size:,} bytes is invalid: expected a YAML file of at most "
+                                f"{MAX_YAML_BYTES:,} bytes (a recipe or space is a few kB)")
+        text = _decode(path, path.read_bytes())
     except OSError as exc:
         raise NaspruneError(f"cannot read {path}: {exc.strerror}") from None
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        values = _expanded_size(node)
+        if values > MAX_YAML_NODES:
+            raise NaspruneError(f"{path}: {values:,} values once its aliases (*name) are expanded is invalid: "
+                                f"expected at most {MAX_YAML_NODES:,} (a recipe or space holds a few hundred; an "
+                                "alias bomb billions)")
+        return loader.construct_document(node)
+    except NaspruneError:
+        raise
     except yaml.YAMLError as exc:
-        raise NaspruneError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise NaspruneError(f"{path}: not valid YAML: {first[:200]}{'...' if len(first) > 200 else ''}") from None
+    except RecursionError:
+        raise NaspruneError(f"{path}: not valid YAML: nested too deep to read") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's int-to-str limit), a bad date
+        raise NaspruneError(f"{path}: a value could not be read ({str(exc).split(':')[0][:200]}): expected the "
+                            "numbers and names a recipe or space holds") from None
+    finally:
+        loader.dispose()
 
 
 def load_space(name_or_path: str | Path, *, overrides: Mapping[str, Any] | None = None,
                relative_to: Path | None = None, overrides_file: str | Path | None = None,
-               overrides_prefix: str = "space_overrides.") -> SearchSpace:
+               overrides_prefix: str = "space_overrides.", check_se: bool = True) -> SearchSpace:
     """Read, override (top-level keys replaced) and validate a space file.
 
     An error in an overridden key names ``overrides_file`` (the recipe that gave it) and the key
@@ -566,7 +682,7 @@ def load_space(name_or_path: str | Path, *, overrides: Mapping[str, Any] | None 
     path = find_space(name_or_path, relative_to=relative_to)
     data = read_yaml(path)
     if not overrides:
-        return parse_space(data, path)
+        return parse_space(data, path, check_se=check_se)
     where = str(overrides_file or path)
     if not isinstance(data, Mapping):
         raise invalid(path, "", data, f"a mapping with keys among {', '.join(SPACE_KEYS)}")
@@ -576,7 +692,7 @@ def load_space(name_or_path: str | Path, *, overrides: Mapping[str, Any] | None 
             raise SchemaError(where, name, f"unknown key {shown(name)} (value {shown(value)}): expected one of "
                               f"{', '.join(SPACE_KEYS)}")
     try:
-        return parse_space({**data, **overrides}, path)
+        return parse_space({**data, **overrides}, path, check_se=check_se)
     except SchemaError as exc:
         if exc.key.partition(".")[0].partition("[")[0] in overrides:
             raise exc.moved(where, overrides_prefix) from None
