@@ -25,7 +25,7 @@ from nasprune.prune.groups import DEFAULT_SE_RATIO, apply_channels, channel_grou
 from nasprune.prune.selection import DEFAULT_FLOOR, keep_count, top_indices
 from nasprune.spec import ArchSpec
 
-__all__ = ["child_spec", "layer_report", "prune_model"]
+__all__ = ["child_spec", "layer_report", "permute_channels", "prune_model"]
 
 
 def child_spec(spec: ArchSpec, ratios: Mapping[str, float], *, floor: int = DEFAULT_FLOOR,
@@ -119,6 +119,26 @@ def prune_model(model: NasNet, keep: Mapping[str, Tensor], *,
     child.load_state_dict(_sliced_state(model, by_module), strict=True)
     child.to(device=reference.device, dtype=reference.dtype)
     return child.train(model.training)
+
+
+def permute_channels(model: NasNet, order: Mapping[str, Tensor]) -> NasNet:
+    """A new network of ``model``'s spec whose group ``layer`` holds ``model``'s channels ``order[layer]`` in that
+    order (groups absent keep theirs). It computes exactly what ``model`` computes: every tensor a group's channels
+    index moves with them (:mod:`nasprune.prune.groups`)."""
+    by_module: dict[str, list[tuple[int, Tensor]]] = {}
+    for layer, group in channel_groups(model.spec).items():
+        if layer not in order:
+            continue
+        index = torch.as_tensor(order[layer]).long().flatten().cpu()
+        if sorted(index.tolist()) != list(range(group.channels)):
+            raise NaspruneError(f"{layer}: the order is invalid: expected a permutation of 0..{group.channels - 1}")
+        for piece in group.slices:
+            by_module.setdefault(piece.module, []).append((piece.dim, index))
+    twin = build(model.spec)
+    reference = next(model.parameters())
+    twin.load_state_dict(_sliced_state(model, by_module), strict=True)
+    twin.to(device=reference.device, dtype=reference.dtype)
+    return twin.train(model.training)
 
 
 def layer_report(parent: ArchSpec, child: ArchSpec) -> list[dict]:

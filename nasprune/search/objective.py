@@ -26,13 +26,14 @@ from typing import Any
 
 from nasprune.search.band import band_design
 from nasprune.search.constraints import record_constraints
+from nasprune.search.oneshot import OneShotParents
 from nasprune.search.parents import ParentCache
 from nasprune.search.recipe import Recipe
-from nasprune.search.record import TrialRecord
+from nasprune.search.record import TrialRecord, write_attrs
 from nasprune.search.seeds import PRUNED_SEED_SUFFIX
 from nasprune.search.space import Candidate, Design, drop_se, resolve
 
-__all__ = ["Objective", "band_floor", "cut_child", "data_shape", "strip_se"]
+__all__ = ["Objective", "band_floor", "cut_child", "data_shape", "network_key", "proxy_name", "strip_se"]
 
 
 def data_shape(recipe: Recipe, data=None) -> tuple[int, int]:
@@ -61,9 +62,11 @@ def strip_se(model, blocks):
     return new
 
 
-def cut_child(parent, design: Design, criterion: str, *, se_ratio: float | None, seed: int = 0):
+def cut_child(parent, design: Design, criterion: str | None, *, se_ratio: float | None, seed: int = 0):
     """Cut ``design``'s child out of a trained ``parent`` (a network of ``design.parent``'s spec) with
     ``criterion``: drop the SE the trial dropped, score, keep per layer by the design's ratios, slice.
+    ``criterion=None`` keeps every group's leading channels (a one-shot parent's channels are in importance
+    order, :mod:`nasprune.search.oneshot`).
 
     The child's spec depends on the ratios only, so every criterion gives the same architecture (other channels).
 
@@ -76,7 +79,13 @@ def cut_child(parent, design: Design, criterion: str, *, se_ratio: float | None,
     if parent.spec.hash != design.parent.hash:
         raise ValueError(f"parent {parent.spec.hash} is not the design's parent {design.parent.hash}")
     model = strip_se(parent, design.drop_se)
-    keep = select_per_layer(compute_scores(model, criterion, seed=seed), design.ratios)
+    if criterion is None:
+        from nasprune.search.oneshot import prefix_scores
+
+        scores = prefix_scores(model.spec)
+    else:
+        scores = compute_scores(model, criterion, seed=seed)
+    keep = select_per_layer(scores, design.ratios)
     child = prune_model(model, keep, se_ratio=se_ratio)
     if child.spec.hash != design.child.hash:
         raise RuntimeError(f"pruned network {child.spec.hash} differs from the counted child {design.child.hash}")
@@ -104,6 +113,8 @@ class Objective:
                                    seed=recipe.train_config("parent").seed, enabled=cache and recipe.parent_cache)
         self._data = data
         self.shape = data_shape(recipe, data)
+        self.oneshot = OneShotParents(recipe, self.parents, self._train_parent, lambda: self.data, self.shape,
+                                      enabled=cache and recipe.parent_cache)
 
     @property
     def data(self):
@@ -129,26 +140,28 @@ class Objective:
                                   se_ratio=recipe.space.member(cand.family).se_ratio)
         cost = _count(design.child)
         mflops = cost.macs / 1e6
-        _record_design(trial, cand, design, cost, mode)
-        trial.set_user_attr("ratios_asked", asked)
-        trial.set_user_attr("ratios_got", design.ratios)
-        trial.set_user_attr("keep_scale", fit.scale)
+        network = network_key(mode, None if mode == "oneshot" else cand.criterion, design.child)
+        write_attrs(trial, **_design_attrs(cand, design, cost, mode), network=network, ratios_asked=asked,
+                    ratios_got=design.ratios, keep_scale=fit.scale)
         constraints = {"budget": mflops - recipe.budget_mflops}
         if floor > 0:  # its own key: a structure that cannot reach the band is told apart from one over budget
             constraints["band"] = floor * recipe.budget_mflops - mflops
         record_constraints(trial, constraints)
         over = max(constraints.values())
-        trial.set_user_attr("feasible", over <= 0)
+        write_attrs(trial, feasible=over <= 0)
         if over > 0:
-            trial.set_user_attr("seconds", time.perf_counter() - start)
+            write_attrs(trial, seconds=time.perf_counter() - start)
             return self._values(0.0, mflops, cost.params, math.inf, math.inf)
-        child, val_acc = self._train_child(trial, cand, design)
+        first = _first_evaluation(trial, network)
+        if first is not None:  # the same network, evaluated before in this study: its result, nothing trained
+            write_attrs(trial, duplicate_of=first.number, seconds=time.perf_counter() - start,
+                        **{k: first.user_attrs[k] for k in DUPLICATE_COPIES if k in first.user_attrs})
+            return tuple(first.values)
+        child, val_acc = self._train_child(trial, cand, design, mode)
         latency = self._latency(child)
         latency_ort = self._latency_ort(trial, child)
-        trial.set_user_attr("val_acc", val_acc)
-        trial.set_user_attr("latency_ms", latency)
-        trial.set_user_attr("artifact_id", self._upload(trial, child, val_acc, mflops))
-        trial.set_user_attr("seconds", time.perf_counter() - start)
+        write_attrs(trial, val_acc=val_acc, latency_ms=latency,
+                    artifact_id=self._upload(trial, child, val_acc, mflops), seconds=time.perf_counter() - start)
         return self._values(val_acc, mflops, cost.params, latency, latency_ort)
 
     def _values(self, acc: float, mflops: float, params: int, latency: float,
@@ -163,26 +176,40 @@ class Objective:
         result = fit(model, self.data, self.recipe.train_config("parent"))
         return {"val_acc": result.val_acc, "train_seconds": result.train_seconds, "epochs": result.epochs}
 
-    def _train_child(self, trial, cand: Candidate, design: Design):
+    def _parent(self, design: Design, mode: str):
+        """The trained parent a trial's child is cut from, and whether it came from the cache."""
+        if mode == "oneshot":
+            parent, fresh = self.oneshot.get(design.parent)
+        else:
+            parent, fresh = self.parents.get(design.parent, self._train_parent)
+        return parent, not fresh
+
+    def _train_child(self, trial, cand: Candidate, design: Design, mode: str):
         t0 = time.perf_counter()
-        parent, fresh = self.parents.get(design.parent, self._train_parent)
-        trial.set_user_attr("parent_cached", not fresh)
-        trial.set_user_attr("parent_seconds", time.perf_counter() - t0)
-        child = cut_child(parent, design, cand.criterion, se_ratio=self.recipe.space.member(cand.family).se_ratio,
-                          seed=self.recipe.seed)
+        parent, cached = self._parent(design, mode)
+        write_attrs(trial, parent_cached=cached, parent_seconds=time.perf_counter() - t0)
+        child = cut_child(parent, design, None if mode == "oneshot" else cand.criterion,
+                          se_ratio=self.recipe.space.member(cand.family).se_ratio, seed=self.recipe.seed)
         t1 = time.perf_counter()
-        val_acc = self._finetune(trial, child)
-        trial.set_user_attr("finetune_seconds", time.perf_counter() - t1)
+        val_acc = self._proxy(trial, child, recalibrate=mode == "oneshot")
+        write_attrs(trial, finetune_seconds=time.perf_counter() - t1)
         return child, val_acc
 
-    def _finetune(self, trial, child) -> float:
+    def _proxy(self, trial, child, *, recalibrate: bool) -> float:
+        """The child's validation accuracy after the recipe's proxy: BN recalibration (a one-shot child, or no
+        fine-tuning), then ``finetune.epochs`` epochs of fine-tuning."""
         from nasprune.train import evaluate, fit, recalibrate_bn
 
-        if self.recipe.finetune_epochs < 1:
-            recalibrate_bn(child, self.data)
+        r = self.recipe
+        epochs = r.finetune_epochs
+        if recalibrate or epochs < 1:
+            recalibrate_bn(child, self.data, batches=r.recalibrate_batches, batch_size=r.recalibrate_batch_size,
+                           seed=r.seed)
+            write_attrs(trial, recalibrate_batches=r.recalibrate_batches)
+        write_attrs(trial, proxy=proxy_name(r.parent_mode if recalibrate else "shared", epochs))
+        if epochs < 1:
             return evaluate(child, self.data, "val")
-        result = fit(child, self.data, self.recipe.train_config("finetune"),
-                     epoch_callback=self._epoch_callback(trial))
+        result = fit(child, self.data, r.train_config("finetune"), epoch_callback=self._epoch_callback(trial))
         return result.val_acc
 
     def _epoch_callback(self, trial) -> Callable[[int, float], None]:
@@ -195,14 +222,14 @@ class Objective:
 
         def callback(epoch: int, val_acc: float) -> None:
             history.append(val_acc)
-            trial.set_user_attr("val_acc_history", list(history))
+            write_attrs(trial, val_acc_history=list(history))
             if cfg.name == "none":
                 return
             finished = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
                                                                       optuna.trial.TrialState.PRUNED))
             peers = [r.val_acc_history for r in map(TrialRecord.from_trial, finished) if r.val_acc_history]
             if should_stop(cfg, epoch, val_acc, peers):
-                trial.set_user_attr("val_acc", val_acc)
+                write_attrs(trial, val_acc=val_acc)
                 raise optuna.TrialPruned(f"val acc {val_acc:.4f} at fine-tune epoch {epoch} ({cfg.name})")
 
         return callback
@@ -231,10 +258,9 @@ class Objective:
         except NaspruneError as exc:
             if "latency_ort_ms" in self.recipe.objectives:
                 raise
-            trial.set_user_attr("latency_ort_error", str(exc))
+            write_attrs(trial, latency_ort_error=str(exc))
             return math.nan
-        trial.set_user_attr("latency_ort_ms", float(lat.median_ms))
-        trial.set_user_attr("latency_ort_seconds", time.perf_counter() - t0)
+        write_attrs(trial, latency_ort_ms=float(lat.median_ms), latency_ort_seconds=time.perf_counter() - t0)
         return float(lat.median_ms)
 
     def _upload(self, trial, child, val_acc: float, mflops: float) -> str:
@@ -276,11 +302,11 @@ def _count(spec):
         return count(spec, layers=False)
 
 
-def _record_design(trial, cand: Candidate, design: Design, cost, mode: str) -> None:
+def _design_attrs(cand: Candidate, design: Design, cost, mode: str) -> dict[str, Any]:
     from nasprune.prune import layer_report
 
     child = design.child
-    attrs = {
+    return {
         "macs": int(cost.macs), "params": int(cost.params), "mflops": cost.macs / 1e6,
         "family": cand.family, "schedule": cand.schedule, "downsample_layers": child.downsample_layers(),
         "width": float(cand.width),
@@ -288,5 +314,29 @@ def _record_design(trial, cand: Candidate, design: Design, cost, mode: str) -> N
         "layers": layer_report(design.parent, child), "feature_sizes": child.feature_sizes(),
         "child_spec": child.to_dict(), "parent_hash": design.parent.hash, "parent_mode": mode,
     }
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+
+
+# what a duplicate takes from the trial that evaluated its network first
+DUPLICATE_COPIES = ("val_acc", "latency_ms", "latency_ort_ms", "latency_ort_error", "artifact_id", "proxy",
+                    "recalibrate_batches", "val_acc_history")
+
+
+def network_key(mode: str, criterion: str | None, child) -> str:
+    """What makes two trials the same network: the child's spec, the parent it is cut from (``mode``) and the
+    criterion that chose its channels (none for a one-shot child: a prefix)."""
+    return f"{mode}:{criterion or 'prefix'}:{child.hash}"
+
+
+def proxy_name(mode: str, epochs: int) -> str:
+    """The proxy a trial was scored with: ``oneshot+recal``, ``oneshot+ft1``, ``shared+ft4``, ``shared+recal``..."""
+    return f"{'oneshot' if mode == 'oneshot' else 'shared'}+{'recal' if epochs < 1 else f'ft{epochs}'}"
+
+
+def _first_evaluation(trial, network: str):
+    """The earliest COMPLETE trial of the study that evaluated ``network`` itself (not as a duplicate)."""
+    import optuna
+
+    done = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    same = [t for t in done if t.user_attrs.get("network") == network and "duplicate_of" not in t.user_attrs
+            and t.user_attrs.get("val_acc") is not None]
+    return min(same, key=lambda t: t.number) if same else None

@@ -41,16 +41,18 @@ class ParentCache:
     def path(self, spec: ArchSpec) -> Path:
         return Path(self.root) / f"{spec.hash}-{self.key}.pt"
 
-    def get(self, spec: ArchSpec, train) -> tuple[Any, bool]:
+    def get(self, spec: ArchSpec, train, build=None) -> tuple[Any, bool]:
         """The trained parent of ``spec`` and whether it was trained now.
 
-        ``train(model) -> dict`` trains a freshly built model in place and returns checkpoint metadata.
+        ``train(model) -> dict`` trains a freshly built model in place and returns checkpoint metadata;
+        ``build() -> model`` makes the model it starts from (default: ``spec`` built with the cache's seed).
         The returned model must not be modified by the caller (it is shared between trials).
         """
+        build = build or (lambda: self._build(spec))
         from nasprune.checkpoint import load, save_checkpoint
 
         if not self.enabled:
-            model = self._build(spec)
+            model = build()
             train(model)
             self.trained += 1
             return model, True
@@ -60,7 +62,7 @@ class ParentCache:
         with file_lock(path):
             fresh = not path.is_file()
             if fresh:
-                model = self._build(spec)
+                model = build()
                 metadata = train(model)
                 save_checkpoint(path, model, {"role": "parent", "recipe_key": self.key, **metadata})
                 self.trained += 1

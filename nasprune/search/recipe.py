@@ -28,6 +28,7 @@ from typing import Any
 from nasprune.errors import NaspruneError
 from nasprune.schema import Lazy, SchemaError, dump, field_keys, invalid, mapping_keys, read, rule, shown
 from nasprune.search.band import DEFAULT_BUDGET_FLOOR
+from nasprune.search.oneshot import OneShotConfig
 from nasprune.search.shipped import RECIPES
 from nasprune.search.space import SearchSpace, load_space, parse_space, read_yaml
 
@@ -40,7 +41,7 @@ OBJECTIVES = {"val_acc": "maximize", "mflops": "minimize", "latency_ms": "minimi
 FIXED_OBJECTIVES = ("val_acc", "mflops")
 SAMPLERS = ("tpe", "nsga2", "random")  # nasprune.search.runner.make_sampler builds each
 PRUNERS = ("none", "median", "successive_halving")  # "none" and nasprune.search.early_stop.STOP_RULES
-PARENT_MODES = ("shared", "per_trial")
+PARENT_MODES = ("shared", "per_trial", "oneshot")  # oneshot: nasprune.search.oneshot
 RERANK_FROM = ("weights", "scratch")  # nasprune.search.rerank.TRAINERS trains each
 TRAIN_CONFIG = Lazy("nasprune.train:TrainConfig")
 DATA_CONFIG = Lazy("nasprune.data:DataConfig")
@@ -119,6 +120,11 @@ class Recipe:
     artifacts: str | None = None  # default beside the database
     parent_mode: str = field(default="per_trial", metadata=rule(key="parent.mode", choices=PARENT_MODES))
     parent_cache: bool = field(default=True, metadata=rule(key="parent.cache"))
+    # parent.mode oneshot: how the one-shot parents are trained after the shared ones (nasprune.search.oneshot)
+    oneshot: OneShotConfig = field(default_factory=OneShotConfig)
+    # BN statistics re-estimated before a child is scored without fine-tuning (finetune.epochs 0, oneshot)
+    recalibrate_batches: int = field(default=100, metadata=rule(key="recalibrate.batches", low=1))
+    recalibrate_batch_size: int = field(default=128, metadata=rule(key="recalibrate.batch_size", low=1))
     # TrainConfig fields given for sparse training (the rest of `parent`) and for fine-tuning (epochs 0 = BN
     # recalibration); unset fields take TrainConfig's defaults, and `seed` the recipe's.
     parent: Mapping[str, Any] = field(default_factory=dict, metadata=rule(fields=TRAIN_CONFIG))

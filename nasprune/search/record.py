@@ -38,7 +38,7 @@ from nasprune.errors import NaspruneError
 from nasprune.search.constraints import named_constraints
 
 __all__ = ["ACCURACY_COST", "RERANK_PREFIX", "RungResult", "TrialRecord", "is_feasible", "objective_names",
-           "pareto_front", "records", "rerank_results", "study_objectives"]
+           "pareto_front", "records", "rerank_results", "study_objectives", "write_attrs"]
 
 Objectives = Sequence[tuple[str, StudyDirection | str]]
 
@@ -65,8 +65,36 @@ PLAIN_ATTRS: dict[str, Callable[[Any], Any]] = {
     "se_blocks": _ints, "downsample_layers": _ints, "criterion": str, "artifact_id": str, "child_spec": dict,
     "feature_sizes": _ints, "parent_hash": str, "parent_mode": str, "parent_cached": bool, "seconds": float,
     "latency_ort_seconds": float, "seed": int, "family": str, "seed_design": str, "keep_scale": float,
-    "ratios_asked": dict, "ratios_got": dict,
+    "ratios_asked": dict, "ratios_got": dict, "parent_seconds": float, "finetune_seconds": float,
+    "latency_ort_error": str, "proxy": str, "recalibrate_batches": int, "network": str, "duplicate_of": int,
 }
+# the other attributes the search writes, each read by its own rule in TrialRecord.from_trial
+OTHER_ATTRS: dict[str, Callable[[Any], Any]] = {
+    "mflops": float, "val_acc": float, "se_count": int, "layers": list, "val_acc_history": list, "feasible": bool,
+    "baseline": str,
+}
+
+
+def write_attrs(trial, **attrs: Any) -> None:
+    """Write a running trial's attributes: the one writer of what :meth:`TrialRecord.from_trial` reads.
+
+    Every key must be one the record reads (:data:`PLAIN_ATTRS`, :data:`OTHER_ATTRS`) and every value must pass
+    its reader's conversion, so a record written here always reads back.
+
+    Raises:
+        ValueError: an unknown key, or a value its reader would refuse (a programming error, not user input).
+    """
+    for key, value in attrs.items():
+        convert = PLAIN_ATTRS.get(key) or OTHER_ATTRS.get(key)
+        if convert is None:
+            raise ValueError(f"unknown trial attribute {key!r}: expected one of "
+                             f"{', '.join(sorted({*PLAIN_ATTRS, *OTHER_ATTRS}))}")
+        if value is not None:
+            try:
+                convert(value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"trial attribute {key!r}: {value!r} does not read back ({exc})") from None
+        trial.set_user_attr(key, value)
 
 
 RERANK_PREFIX = "rerank:"  # study user attr rerank:<trial number> = [RungResult.to_dict(), ...]
@@ -163,7 +191,8 @@ class TrialRecord:
         duration_s: seconds from Optuna's start to complete stamps (``seconds`` is the objective's own timing).
         macs, params, latency_ms, latency_ort_ms, schedule, width, se_blocks, downsample_layers, criterion,
         artifact_id, child_spec, feature_sizes, parent_hash, parent_mode, parent_cached, seconds,
-            latency_ort_seconds, seed, family, seed_design, keep_scale, ratios_asked, ratios_got: the user
+            latency_ort_seconds, seed, family, seed_design, keep_scale, ratios_asked, ratios_got, parent_seconds,
+            finetune_seconds, latency_ort_error, proxy, recalibrate_batches, network, duplicate_of: the user
             attributes of the same name (:data:`PLAIN_ATTRS`;
             ``docs/design.md`` and ``docs/search.md``).
     """
@@ -203,6 +232,13 @@ class TrialRecord:
     keep_scale: float | None = None    # the budget band's global keep-scale (1.0: the ratios as sampled)
     ratios_asked: dict[str, float] | None = None  # per-layer ratios the sampler asked for (width scaling included)
     ratios_got: dict[str, float] | None = None    # the ratios the child was cut with, after the band
+    parent_seconds: float | None = None   # getting the parent (training it, or reading the cache)
+    finetune_seconds: float | None = None  # the proxy: recalibration and fine-tuning
+    latency_ort_error: str | None = None   # why the ONNX export failed (then no latency_ort_ms)
+    proxy: str | None = None               # oneshot+recal, oneshot+ft1, shared+ft4, shared+recal (objective.proxy_name)
+    recalibrate_batches: int | None = None  # training batches the BN statistics were re-estimated from
+    network: str | None = None             # what makes two trials one network (objective.network_key)
+    duplicate_of: int | None = None        # the trial whose evaluation of the same network this one reuses
     rerank: tuple[RungResult, ...] = ()
 
     @classmethod
