@@ -15,7 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from nasprune.report.tables import ReportTables, format_value, too_few_trials, trained_study
+from nasprune.report.tables import ReportTables, format_value, percent_ticks, too_few_trials, trained_study
 
 __all__ = ["PARALLEL_PARAMS", "SCHEDULE_COLORS", "SECTIONS", "TOP_PARAMS", "Section", "build_sections",
            "ranked_params"]
@@ -29,7 +29,7 @@ STATUS_STYLE = {  # legend label, marker
     "over budget": ("over budget (trained)", {"color": "#999", "size": 8, "symbol": "x"}),
     "stopped early": ("stopped early by the pruner", {"color": "#bbb", "size": 7, "symbol": "circle-open"}),
 }
-BASELINE_MARKER = {"color": "#000", "size": 13, "symbol": "diamond", "line": {"color": "#fff", "width": 1}}
+DESIGN_MARKER = {"size": 13, "symbol": "diamond", "line": {"color": "#000", "width": 1.5}}  # coloured by status
 LOG_TICKS = [m * 10**e for e in range(-1, 5) for m in (1, 2, 5)]  # MFLOPs axis: 0.1, 0.2, 0.5, 1, ...
 TOP_PARAMS = 12  # bars in the importance figure
 PARALLEL_PARAMS = 8  # parameter axes in the parallel-coordinates figure
@@ -49,7 +49,7 @@ class Section:
 
 def _hover(row) -> str:
     ort = format_value(row.latency_ort_ms, ".2f", missing="")
-    lines = [f"<b>trial {row.number}</b>" + (f" ({row.baseline})" if row.baseline else ""),
+    lines = [f"<b>trial {row.number}</b>" + (f" ({row.design})" if row.design else ""),
              f"accuracy {format_value(row.val_acc, '.2%')}, {format_value(row.mflops, '.2f')} MFLOPs",
              f"width {format_value(row.width, 'g')}, schedule {row.schedule or '-'}, "
              f"SE blocks {format_value(row.se_count, 'd')}",
@@ -77,13 +77,9 @@ def pareto_front_figure(tables: ReportTables, study: optuna.Study) -> go.Figure:
     fig = make_subplots(rows=n_rows, cols=1, shared_xaxes=True, vertical_spacing=0.04,
                         row_heights=[0.86, 0.14] if n_rows == 2 else None)
     for status, (name, marker) in STATUS_STYLE.items():
-        rows = with_acc[(with_acc["status"] == status) & (with_acc["baseline"] == "")]
+        rows = with_acc[(with_acc["status"] == status) & (with_acc["design"] == "")]
         fig.add_trace(_scatter(rows, "mflops", name, marker), row=1, col=1)
-    baselines = with_acc[with_acc["baseline"] != ""]
-    fig.add_trace(go.Scatter(x=baselines["mflops"].tolist(), y=baselines["val_acc"].tolist(), mode="markers+text",
-                             name="hand-designed baseline", marker=BASELINE_MARKER, text=baselines["baseline"].tolist(),
-                             textposition="top center", textfont={"size": 10}, hoverinfo="text",
-                             hovertext=[_hover(r) for r in baselines.itertuples()]), row=1, col=1)
+    _add_designs(fig, with_acc[with_acc["design"] != ""])
     front = tables.pareto.sort_values("mflops")
     fig.add_trace(go.Scatter(x=front["mflops"].tolist(), y=front["val_acc"].tolist(), mode="lines",
                              name="Pareto front", line={"color": "#d62728", "shape": "hv", "width": 2},
@@ -92,14 +88,23 @@ def pareto_front_figure(tables: ReportTables, study: optuna.Study) -> go.Figure:
         _add_untrained_strip(fig, untrained)
     if tables.budget_mflops is not None:
         _add_budget_line(fig, tables.budget_mflops, tables.budget_floor)
-    if with_acc.empty:  # nothing trained yet: keep the accuracy axis meaningful
-        fig.update_yaxes(range=[0, 1], row=1, col=1)
-    fig.update_yaxes(title_text="validation accuracy", tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(title_text="validation accuracy", **percent_ticks(with_acc["val_acc"], pad=0.08), row=1, col=1)
     fig.update_xaxes(type="log", tickvals=LOG_TICKS, ticktext=[f"{v:g}" for v in LOG_TICKS])  # over-budget
     # trials reach many times the budget
     fig.update_xaxes(title_text="MFLOPs (multiply-adds at deployment resolution, log scale)", row=n_rows, col=1)
     fig.update_layout(**LAYOUT, height=560, legend={"orientation": "h", "y": -0.15})
     return fig
+
+
+def _add_designs(fig: go.Figure, designs: pd.DataFrame) -> None:
+    """The hand designs a study started from (seed designs, baselines): diamonds labelled with their names,
+    coloured by status like every other trial."""
+    colours = [STATUS_STYLE[status][1]["color"] for status in designs["status"]]
+    fig.add_trace(go.Scatter(x=designs["mflops"].tolist(), y=designs["val_acc"].tolist(), mode="markers+text",
+                             name="hand design (seed design or baseline), coloured by status",
+                             marker={**DESIGN_MARKER, "color": colours or "#000"},
+                             text=designs["design"].tolist(), textposition="top center", textfont={"size": 10},
+                             hoverinfo="text", hovertext=[_hover(r) for r in designs.itertuples()]), row=1, col=1)
 
 
 def _add_untrained_strip(fig: go.Figure, untrained: pd.DataFrame) -> None:
@@ -133,14 +138,14 @@ def accuracy_cost_figure(tables: ReportTables, study: optuna.Study) -> go.Figure
     groups = trained["family"] + " " + trained["schedule"] if mixed else trained["schedule"]
     for schedule, rows in trained.groupby(groups, sort=True):
         color = FAMILY_SCHEDULE_COLORS.get(schedule, "#9467bd") if mixed else SCHEDULE_COLORS.get(schedule, "#9467bd")
-        symbols = ["diamond" if b else "circle" for b in rows["baseline"]]
+        symbols = ["diamond" if d else "circle" for d in rows["design"]]
         for col, x in ((1, "latency_ms"), (2, "params")):
             sub = rows[rows[x].notna()]
             marker = {"color": color, "size": 8, "symbol": [s for s, ok in zip(symbols, rows[x].notna(),
                                                                                 strict=True) if ok]}
             fig.add_trace(_scatter(sub, x, schedule or "unknown", marker, legendgroup=schedule,
                                    showlegend=col == 1), row=1, col=col)
-    fig.update_yaxes(title_text="validation accuracy", tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(title_text="validation accuracy", **percent_ticks(trained["val_acc"], pad=0.08), row=1, col=1)
     fig.update_xaxes(title_text="latency (ms)", row=1, col=1)
     fig.update_xaxes(title_text="parameters", row=1, col=2)
     fig.update_layout(**LAYOUT, height=430, legend={"title": {"text": "family, schedule" if mixed else "schedule"}})
@@ -152,8 +157,10 @@ def hypervolume_figure(tables: ReportTables, study: optuna.Study) -> go.Figure:
     fig = go.Figure(go.Scatter(x=hv["number"].tolist(), y=hv["hypervolume"].tolist(), mode="lines+markers",
                                line={"shape": "hv"}, name="hypervolume",
                                hovertemplate="after trial %{x}: %{y:.4f}<extra></extra>"))
+    top = float(hv["hypervolume"].max()) if len(hv) else 0.0
     fig.update_layout(**LAYOUT, height=340, xaxis_title="trial number",
                       yaxis_title=f"hypervolume (fraction of 1 x {tables.reference_mflops:g} MFLOPs)")
+    fig.update_yaxes(range=[0, 1.15 * top if top > 0 else 1])  # from 0: plotly's own range of a flat line is empty
     return fig
 
 
@@ -173,20 +180,19 @@ def rerank_figure(tables: ReportTables, study: optuna.Study) -> go.Figure | str:
     won = rerank[rerank["winner"]]
     fig.add_trace(go.Scatter(x=won["proxy_acc"].tolist(), y=won["val_acc"].tolist(), mode="markers", name="winner",
                              marker={"symbol": "star", "size": 16, "color": "#d62728"}, hoverinfo="skip"))
-    low = float(min(rerank["proxy_acc"].min(), rerank["val_acc"].min()))
-    high = float(max(rerank["proxy_acc"].max(), rerank["val_acc"].max()))
-    fig.add_trace(go.Scatter(x=[low, high], y=[low, high], mode="lines", name="equal accuracy",
+    axis = percent_ticks([*rerank["proxy_acc"], *rerank["val_acc"]], pad=0.1)  # one scale for both axes
+    fig.add_trace(go.Scatter(x=axis["range"], y=axis["range"], mode="lines", name="equal accuracy",
                              line={"color": "#999", "dash": "dot", "width": 1}, hoverinfo="skip"))
     fig.update_layout(**LAYOUT, height=420, xaxis_title="proxy accuracy (the search's validation accuracy)",
                       yaxis_title="re-ranked validation accuracy (mean over seeds)")
-    fig.update_xaxes(tickformat=".0%")
-    fig.update_yaxes(tickformat=".0%")
+    fig.update_xaxes(**axis)
+    fig.update_yaxes(**axis)
     return fig
 
 
 # -- the Pareto-optimal networks ------------------------------------------------------------------------
 def _subtitle(row) -> str:
-    name = f" {row.baseline}" if row.baseline else ""
+    name = f" {row.design}" if row.design else ""
     return (f"trial {row.number}{name}: {format_value(row.val_acc, '.1%')}, {format_value(row.mflops, '.1f')} MFLOPs, "
             f"{row.schedule or '?'} schedule, width {format_value(row.width, 'g')}")
 
@@ -274,6 +280,9 @@ def importance_figure(tables: ReportTables, study: optuna.Study) -> go.Figure | 
                              hovertemplate=f"{label}: " + "%{y} %{x:.3f}<extra></extra>"))
     shown = f"the {len(order)} most important of {len(ranked)} parameters" if len(ranked) > len(order) \
         else f"all {len(ranked)} parameters"
+    equal = [o for o in tables.objectives if o not in set(imp["target"])]
+    if equal:
+        shown += f" ({', '.join(equal)} left out: equal in every trial)"
     fig.update_layout(**LAYOUT, barmode="group", height=max(320, 110 + 16 * len(order) * imp["target"].nunique()),
                       xaxis_title="importance (PED-ANOVA, sums to 1 per target)",
                       title={"text": f"{shown}, from {n_trained} trained feasible trials", "font": {"size": 13}})
@@ -298,7 +307,8 @@ Builder = Callable[[ReportTables, optuna.Study], "go.Figure | str"]
 SECTIONS: tuple[tuple[str, str, str, Builder], ...] = (
     ("pareto_front", "Pareto front: accuracy against MFLOPs",
      "Every finished trial. Red points joined by the line are Pareto-optimal among the feasible trials; "
-     "diamonds are hand-designed baselines; over-budget trials were never trained and sit in the strip below.",
+     "labelled diamonds are the hand designs the study started from (seed designs, and baselines), coloured like "
+     "the rest; over-budget trials were never trained and sit in the strip below.",
      pareto_front_figure),
     ("accuracy_cost", "Accuracy against latency and parameters",
      "FLOPs are not speed: networks of equal MFLOPs differ in CPU latency with their downsampling schedule.",

@@ -103,7 +103,7 @@ PARETO_COLUMNS = (  # header, column, format, left-aligned
     ("params", "params", ",d", False), ("latency ms", "latency_ms", ".2f", False),
     ("onnxruntime ms", "latency_ort_ms", ".2f", False),
     ("schedule", "schedule", "s", True), ("width", "width", "g", False), ("SE", "se_count", "d", False),
-    ("criterion", "criterion", "s", True), ("baseline", "baseline", "s", True),
+    ("criterion", "criterion", "s", True), ("design", "design", "s", True),
 )
 
 

@@ -27,13 +27,14 @@ from nasprune.fsutil import atomic_write_text
 from nasprune.search.record import TrialRecord, objective_names, pareto_front, rerank_results, study_objectives
 
 __all__ = ["RERANK_COLUMNS", "ReportTables", "STATUSES", "build_tables", "format_value", "hypervolume_2d",
-           "rerank_frame", "too_few_trials", "trained_study"]
+           "percent_ticks", "rerank_frame", "too_few_trials", "trained_study"]
 
 # Every trial row gets exactly one status; the Pareto figure draws one marker trace per status.
 STATUSES: tuple[str, ...] = ("pareto", "dominated", "over budget", "stopped early")
 
 TRIAL_COLUMNS: tuple[str, ...] = (
-    "number", "state", "status", "feasible", "trained", "pareto", "baseline", "val_acc", "mflops", "macs", "params",
+    "number", "state", "status", "feasible", "trained", "pareto", "baseline", "design", "val_acc", "mflops", "macs",
+    "params",
     "latency_ms", "latency_ort_ms", "family", "schedule", "seed_design", "width", "se_count", "se_blocks",
     "downsample_layers", "criterion",
     "constraint",
@@ -158,7 +159,8 @@ def _nan(value) -> float:
 def _trial_row(r: TrialRecord) -> dict:
     return {
         "number": r.number, "state": r.state.name, "feasible": r.feasible, "trained": r.trained,
-        "baseline": r.baseline or "", "val_acc": _nan(r.val_acc), "mflops": _nan(r.mflops), "macs": _nan(r.macs),
+        "baseline": r.baseline or "", "design": r.baseline or r.seed_design or "",
+        "val_acc": _nan(r.val_acc), "mflops": _nan(r.mflops), "macs": _nan(r.macs),
         "params": _nan(r.params), "latency_ms": _nan(r.latency_ms),
         "latency_ort_ms": _nan(r.latency_ort_ms), "family": r.family or "", "schedule": r.schedule or "",
         "seed_design": r.seed_design or "",
@@ -187,6 +189,31 @@ def _status(row) -> str:
     return "stopped early" if row.state == "PRUNED" else "dominated"
 
 
+NICE_STEPS = (1, 2, 2.5, 5)  # tick steps per power of ten
+
+
+def percent_ticks(values: Sequence[float], *, ticks: int = 6, pad: float = 0.0) -> dict:
+    """Plotly axis settings for fractions shown as percentages, with as many decimals as the tick step needs, so
+    that no two tick labels read alike (plotly's own ticks with ``.0%`` repeat "28 %" when accuracies are close).
+
+    Returns ``range`` (the values' span, widened by ``pad`` of it on each side and, for equal values, to
+    +-0.5 points around them), ``dtick`` (the step of 1, 2, 2.5 or 5 x 10^k nearest above span / ``ticks``) and
+    ``tickformat``. Empty input: the range 0-1.
+    """
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    low, high = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    span = high - low
+    if span < 1e-9:  # one value, or all equal: a window of one percentage point around it
+        low, high, span = low - 0.005, high + 0.005, 0.01
+    low, high = low - pad * span, high + pad * span
+    raw = (high - low) / ticks
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (*NICE_STEPS, 10) if m * power >= raw * (1 - 1e-9))
+    points = step * 100  # the step in percentage points: print as many decimals as it has
+    decimals = next(d for d in range(12) if abs(round(points, d) - points) <= 1e-9 * points)
+    return {"range": [low, high], "dtick": step, "tickformat": f".{decimals}%"}
+
+
 def format_value(value, spec: str, missing: str = "-") -> str:
     """``format(value, spec)``, or ``missing`` for a missing value (``None``, NaN, ``pd.NA``)."""
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
@@ -202,7 +229,7 @@ def _export_command(study_name: str, number: int, storage_arg: str | None) -> st
 
 def _pareto_frame(pareto: pd.DataFrame, study_name: str, storage_arg: str | None) -> pd.DataFrame:
     columns = ["number", "val_acc", "mflops", "params", "latency_ms", "latency_ort_ms", "schedule", "width",
-               "se_count", "se_blocks", "downsample_layers", "criterion", "baseline"]
+               "se_count", "se_blocks", "downsample_layers", "criterion", "baseline", "seed_design", "design"]
     frame = pareto[columns].copy()
     frame["export"] = [_export_command(study_name, int(n), storage_arg) for n in frame["number"]]
     return frame
@@ -314,10 +341,17 @@ def _importance_frame(copy: optuna.Study, objectives: Sequence[str]) -> tuple[pd
     reason = too_few_trials(copy)
     if reason:
         return pd.DataFrame(columns=columns), reason
+    trials = copy.get_trials(deepcopy=False)
+    differ = [len({t.values[i] for t in trials}) > 1 for i in range(len(objectives))]
+    if not any(differ):  # the evaluator would draw equal bars: nothing separates the trials
+        return pd.DataFrame(columns=columns), (
+            f"No trials that differ: every trained feasible trial has the same {' and '.join(objectives)}, so no "
+            "parameter separates the best trials from the rest.")
     targets = {"pareto": None}
     for i, (name, direction) in enumerate(zip(objectives, copy.directions, strict=True)):
         sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0  # the evaluator rewards low targets
-        targets[name] = lambda t, i=i, sign=sign: sign * t.values[i]
+        if differ[i]:  # an objective equal in every trial has no importances (the figure says it is left out)
+            targets[name] = lambda t, i=i, sign=sign: sign * t.values[i]
     rows = []
     try:
         with warnings.catch_warnings():
