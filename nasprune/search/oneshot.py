@@ -195,9 +195,9 @@ def _schedule_params(recipe, parent_spec, shape) -> dict[str, Any] | None:
     for family, member in space.members.items():
         prefix = space.param_prefix(family)
         for schedule in member.schedule_choices:
-            if schedule == "custom":
-                continue
             fixed = {"family": family, f"{prefix}schedule": schedule}
+            if schedule == "custom":  # the positions this parent was built with
+                fixed.update({f"{prefix}ds_{k}": i for k, i in enumerate(parent_spec.downsample_layers())})
             design = resolve(space, space.sample(FixedParams(fixed)), mode="shared",
                              resolution=recipe.deploy_resolution, in_channels=shape[0], num_classes=shape[1])
             if design.parent.hash == parent_spec.hash:

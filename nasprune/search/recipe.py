@@ -141,6 +141,16 @@ class Recipe:
     # after the trials: successive halving over the top trials (absent or null: off)
     rerank: RerankConfig | None = None
 
+    def __post_init__(self) -> None:
+        if self.parent_mode == "oneshot":
+            for family, member in self.space.members.items():
+                if len(member.criteria) > 1:
+                    where = "prune.criteria" if len(self.space.members) == 1 else f"families.{family}.prune.criteria"
+                    raise NaspruneError(f"parent.mode 'oneshot' orders each parent's "
+                                      f"channels once, by one criterion, but the space's {where} lists "
+                                      f"{list(member.criteria)}: expected one criterion there (set it with "
+                                      "space_overrides)")
+
     def override(self, **changes: Any) -> Recipe:
         """A copy with the non-None ``changes`` (field names) applied, re-validated like the file."""
         changes = {k: v for k, v in changes.items() if v is not None}
