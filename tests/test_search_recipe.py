@@ -106,7 +106,7 @@ BASE = {"budget_mflops": 5, "data": {"name": "synthetic"}}
     ({"sampler": ["tpe"]}, "sampler", "['tpe']", "one of tpe, nsga2, random"),
     ({"pruner": {"reduction": 1}}, "pruner.reduction", "1", "an integer >= 2"),
     ({"pruner": 3}, "pruner.name", "3", "one of none, median, successive_halving"),
-    ({"latency": {"runs": "20"}}, "latency.runs", "'20'", "an integer >= 1"),
+    ({"latency": {"runs": "20"}}, "latency.runs", "'20'", "an integer in [1, 10000]"),
     ({"latency": [20]}, "latency", "[20]", "a mapping with keys among runs, threads"),
     ({"study": ""}, "study", "''", "a non-empty string"),
 ])
