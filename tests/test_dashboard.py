@@ -90,12 +90,49 @@ def test_waiting_page_before_the_first_completed_trial(tmp_path):
     assert "study 'new' has no completed trials yet" in page and 'content="3"' in page
 
 
-def test_unknown_study_is_one_line_exit_2(tmp_path, capsys):
-    url = f"sqlite:///{tmp_path / 's.db'}"
-    create_study(url, name="there", numbers=[])
-    assert main(["dashboard", "--study", "missing", "--storage", url, "--port", "0"]) == 2
+def test_started_before_the_study_exists_it_waits_then_shows_it(tmp_path):
+    url = f"sqlite:///{tmp_path / 'later.db'}"  # no file yet: the search has not created it
+    server = make_server(DashboardConfig(study_name="later", storage_url=url, port=0, refresh_s=2))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        first = html.unescape(_get(server.url)[2])
+        assert not (tmp_path / "later.db").exists()  # a reader: waiting creates nothing
+        create_study(url, name="other", numbers=[])
+        second = html.unescape(_get(server.url)[2])
+        create_study(url, name="later", numbers=[0, 1])
+        third = _get(server.url)[2]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "Waiting for study 'later': no storage file " in first and 'content="2"' in first
+    assert "Waiting for study 'later': storage " in second and "has no such study yet (studies there: other)" in second
+    assert "nasprune export --study later --trial 1" in third and "Waiting" not in third
+
+
+def test_cli_waits_for_a_study_that_does_not_exist_yet(tmp_path):
+    url = f"sqlite:///{tmp_path / 'soon.db'}"
+    process = subprocess.Popen([sys.executable, "-m", "nasprune.cli", "dashboard", "--study", "soon", "--storage", url,
+                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=sigint_default)
+    try:
+        first, second = process.stdout.readline(), process.stdout.readline()
+        served_at = re.search(r"at (http://127\.0\.0\.1:\d+/) \(Ctrl-C to stop\)", first)
+        assert served_at, first
+        assert second.startswith("Waiting for study 'soon': no storage file ") and "once it is there" in second
+        assert "Waiting for study 'soon'" in html.unescape(_get(served_at.group(1))[2])
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0 and "dashboard stopped" in out and err == ""
+
+
+def test_a_storage_that_cannot_be_opened_is_one_line_exit_2(capsys):
+    assert main(["dashboard", "--study", "x", "--storage", "nonsense", "--port", "0"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no study 'missing'" in err and "studies there: there" in err
+    assert err.count("\n") == 1 and err.startswith("nasprune: error: ") and "nonsense" in err
 
 
 def test_cli_serves_until_ctrl_c(tmp_path):

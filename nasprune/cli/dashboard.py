@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
                              refresh_s=args.refresh)
     server = make_server(config)
     print(f"serving study {args.study!r} from {server.source} at {server.url} (Ctrl-C to stop)", flush=True)
+    if server.study is None:
+        print(f"{server.waiting} The page shows the study once it is there.", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:  # the ordinary way to stop a dashboard: not an error

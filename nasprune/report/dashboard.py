@@ -5,6 +5,9 @@ The server is the standard library's ``ThreadingHTTPServer``. It opens the stora
 the search's writers) and reads it in short transactions, one per request, so the search workers never
 wait on it. plotly.js is served once at ``/plotly.min.js`` (cached by the browser); the page reloads itself
 every ``refresh_s`` seconds.
+
+Started before its study exists (next to a search that is still creating it), the server shows a waiting page,
+looks for the study again on every request, and shows the report once it is there.
 """
 
 from __future__ import annotations
@@ -49,10 +52,13 @@ class DashboardServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, config: DashboardConfig, study: optuna.Study, source: str) -> None:
+    def __init__(self, config: DashboardConfig, study: optuna.Study | None, source: str, url: str = "",
+                 waiting: str = "") -> None:
         self.config = config
-        self.study = study
+        self.study = study      # None until the study exists
         self.source = source
+        self.waiting = waiting  # why there is no study yet
+        self._url = url
         self._build_lock = threading.Lock()  # one rebuild at a time: two cores, several users
         super().__init__((config.host, config.port), _Handler)
 
@@ -67,6 +73,10 @@ class DashboardServer(ThreadingHTTPServer):
 
         options = PageOptions(plotly_js=PLOTLY_PATH, refresh_s=self.config.refresh_s or None, source=self.source)
         with self._build_lock:
+            if self.study is None:
+                self.study, self.waiting = find_study(self.config.study_name, self._url)
+                if self.study is None:
+                    return _waiting_page(self.config, self.waiting)
             try:
                 return make_page(self.study, storage_arg=self.config.storage_url, options=options)[1]
             except NaspruneError as exc:  # no completed trial yet: say so and keep refreshing
@@ -108,14 +118,38 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # one line per request would drown the search's progress bar in the same terminal
 
 
+def find_study(name: str, url: str) -> tuple[optuna.Study | None, str]:
+    """``(study, "")``, or ``(None, why not yet)`` while its storage file or the study itself does not exist.
+
+    Raises:
+        NaspruneError: the storage cannot be opened for another reason (a malformed URL, a server that refuses).
+    """
+    from nasprune.storage import MissingStorage, open_storage, redact_url
+
+    try:
+        storage = open_storage(url, heartbeat=False, create=False)
+    except MissingStorage as exc:
+        return None, f"Waiting for study {name!r}: {exc} yet (a search creates it)."
+    try:
+        return optuna.load_study(study_name=name, storage=storage), ""
+    except KeyError:
+        held = ", ".join(sorted(optuna.get_all_study_names(storage))) or "none"
+        return None, (f"Waiting for study {name!r}: storage {redact_url(url)!r} has no such study yet (studies "
+                      f"there: {held}).")
+
+
 def make_server(config: DashboardConfig) -> DashboardServer:
-    """Load the study (one-line ``NaspruneError`` if it or its storage is missing) and bind the port."""
-    from nasprune.storage import default_storage_url, load_study, redact_url
+    """Look for the study (waiting for it if it or its storage file does not exist yet) and bind the port.
+
+    Raises:
+        NaspruneError: a storage that cannot be opened, or a port that cannot be bound (one line).
+    """
+    from nasprune.storage import default_storage_url, redact_url
 
     url = config.storage_url or default_storage_url(config.study_name)
-    study = load_study(config.study_name, url)
+    study, waiting = find_study(config.study_name, url)
     try:
-        return DashboardServer(config, study, redact_url(url))
+        return DashboardServer(config, study, redact_url(url), url, waiting)
     except OSError as exc:
         raise NaspruneError(f"cannot listen on {config.host}:{config.port}: {exc.strerror} "
                             "(choose another --port, or 0 for any free port)") from None
