@@ -63,6 +63,24 @@ def test_pipeline_per_layer_and_no_training():
     assert result.val_acc_after == result.val_acc_pruned
 
 
+def test_accuracy_right_after_the_cut_is_measured_with_recalibrated_bn():
+    from nasprune.prune import prune_by_config
+    from nasprune.train import evaluate, recalibrate_bn
+
+    data = load_data(DataConfig(name="synthetic", resolution=16, val_size=200))
+    torch.manual_seed(0)
+    model = nasprune.build(TINY.replace(resolution=16, num_classes=data.num_classes))
+    config = PruneConfig(ratio=0.5, criterion="l1", floor=1)
+    result = run_pipeline(model, data, config, recalibrate_batches=3)
+    cut, _ = prune_by_config(model, config)
+    raw = evaluate(cut, data, "val")
+    recalibrate_bn(cut, data, batches=3, seed=config.seed)
+    for key, value in cut.state_dict().items():
+        assert torch.equal(value, result.model.state_dict()[key]), key  # the returned child is the recalibrated cut
+    assert (result.val_acc_pruned, result.val_acc_pruned_raw) == (evaluate(cut, data, "val"), raw)
+    assert result.to_dict()["recalibrate_batches"] == 3
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(ratio=1.0), r"ratio=1.0 is invalid: expected a number in \[0, 1\)"),
     (dict(criterion="taylor"), "unknown criterion 'taylor'"),

@@ -213,7 +213,9 @@ def _print_summary(s: dict) -> None:
           f"({_pct(s['params_after'], s['params_before'])})")
     print(f"MACs at {r}: {s['macs_before'] / 1e6:.2f} M -> {s['macs_after'] / 1e6:.2f} M "
           f"({_pct(s['macs_after'], s['macs_before'])})")
-    print(f"val acc:      {s['val_acc_before']:.2%} before, {s['val_acc_pruned']:.2%} right after pruning, "
-          f"{s['val_acc_after']:.2%} after fine-tuning")
+    tuned = f"{s['val_acc_after']:.2%} after fine-tuning" if s["finetune"] else "no fine-tuning"
+    print(f"val acc:      {s['val_acc_before']:.2%} before, {s['val_acc_pruned']:.2%} right after pruning (BN "
+          f"statistics recalibrated on {s['recalibrate_batches']} training batches; {s['val_acc_pruned_raw']:.2%} "
+          f"with the parent's), {tuned}")
     for path in s.get("files", []):
         print(f"wrote {path}", file=sys.stderr)

@@ -100,8 +100,10 @@ class PruneResult:
     child_spec: ArchSpec
     config: PruneConfig
     val_acc_before: float
-    val_acc_pruned: float
+    val_acc_pruned: float          # right after the cut, BN statistics recalibrated (recalibrate_batches)
     val_acc_after: float
+    val_acc_pruned_raw: float | None = None  # right after the cut with the parent's BN statistics
+    recalibrate_batches: int = 0
     deploy_resolution: int = DEPLOY_RESOLUTION
     sparse: Any = None       # TrainResult of sparse training, if any
     finetune: Any = None     # TrainResult of fine-tuning, if any
@@ -130,6 +132,8 @@ class PruneResult:
             "macs_reduction": 1 - after.macs / before.macs,
             "val_acc_before": self.val_acc_before,
             "val_acc_pruned": self.val_acc_pruned,
+            "val_acc_pruned_raw": self.val_acc_pruned_raw,
+            "recalibrate_batches": self.recalibrate_batches,
             "val_acc_after": self.val_acc_after,
             "layers": layer_report(self.parent_spec, self.child_spec),
             "sparse_train": _train_summary(self.sparse),
@@ -147,8 +151,14 @@ def _train_summary(result) -> dict | None:
 
 
 def run_pipeline(model: nn.Module, data, config: PruneConfig, *, sparse=None, finetune=None,
-                 deploy_resolution: int = DEPLOY_RESOLUTION) -> PruneResult:
+                 deploy_resolution: int = DEPLOY_RESOLUTION, recalibrate_batches: int = 100) -> PruneResult:
     """Sparse-train ``model`` in place (if ``sparse``), prune it, fine-tune the child (if ``finetune``).
+
+    The accuracy right after the cut (``val_acc_pruned``) is measured after re-estimating the child's BN
+    statistics from ``recalibrate_batches`` training batches: the parent's statistics describe channels that are
+    gone, and without recalibration every criterion looks like chance (a 30 % cut of a sparse-trained
+    FD-MobileNet 0.5x: 10.7 % for gamma x S, 9.8 % for random). ``val_acc_pruned_raw`` keeps the accuracy with
+    the parent's statistics. Fine-tuning starts from the recalibrated child.
 
     Args:
         model: a :class:`~nasprune.builder.NasNet`, fresh or trained, matching ``data`` (channels, classes).
@@ -160,15 +170,18 @@ def run_pipeline(model: nn.Module, data, config: PruneConfig, *, sparse=None, fi
             or ``None``.
         deploy_resolution: resolution at which the costs are counted.
     """
-    from nasprune.train import evaluate, fit
+    from nasprune.train import evaluate, fit, recalibrate_bn
 
     check_prunable(model.spec, config)
     sparse_result = fit(model, data, sparse) if sparse is not None else None
     val_before = evaluate(model, data, "val")
     child, _ = prune_by_config(model, config)
+    val_raw = evaluate(child, data, "val")
+    recalibrate_bn(child, data, batches=recalibrate_batches, seed=config.seed)
     val_pruned = evaluate(child, data, "val")
     finetune_result = fit(child, data, finetune) if finetune is not None else None
     val_after = evaluate(child, data, "val") if finetune_result is not None else val_pruned
     return PruneResult(model=child.eval(), parent_spec=model.spec, child_spec=child.spec, config=config,
                        val_acc_before=val_before, val_acc_pruned=val_pruned, val_acc_after=val_after,
+                       val_acc_pruned_raw=val_raw, recalibrate_batches=recalibrate_batches,
                        deploy_resolution=deploy_resolution, sparse=sparse_result, finetune=finetune_result)
