@@ -42,6 +42,12 @@ def add_data_args(parser: argparse.ArgumentParser, *, resolution_default: int | 
                         help="training images held out for validation (default 5000, at most a tenth)")
 
 
+def _channels(text: str) -> int:
+    if text not in ("1", "3"):
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected 1 (greyscale) or 3 (RGB)")
+    return int(text)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help=HELP, description=HELP, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "input channels, classes and resolution are adapted to the data")
     p.add_argument("--width", type=positive_float, default=None, help="width multiplier for a zoo model (default 1)")
     add_data_args(p)
-    p.add_argument("--channels", type=int, choices=(1, 3), default=None,
+    p.add_argument("--channels", type=_channels, default=None, metavar="1|3",
                    help="imagefolder: convert every image to 1 (greyscale) or 3 (RGB) channels (default: 3 if any "
                         "image is in a colour mode, else 1)")
     p.add_argument("--subset", type=positive_int, default=None,
