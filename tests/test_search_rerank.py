@@ -203,6 +203,21 @@ def test_rerank_trains_each_rung_once_and_records_it_on_the_study(env, monkeypat
     assert run(study, url, top=3).winner == 0 and len(trainer.calls) == 7  # top 3: rungs 3, 2, 1, all recorded
 
 
+def test_trials_lists_the_rerank_where_users_list_trials(env, monkeypatch):
+    from nasprune.search.table import trials_frame, trials_records
+
+    study, url = make_study(env)
+    monkeypatch.setitem(rerank.TRAINERS, "weights", StandIn())
+    run(study, url)
+    rows = {row["number"]: row for row in trials_records(study)}
+    assert (rows[0]["rerank_rung"], rows[0]["rerank_epochs"], rows[0]["rerank_val_acc"]) == (2, 8, 0.9)
+    assert rows[0]["rerank_winner"] and not any(rows[n]["rerank_winner"] for n in rows if n != 0)
+    assert (rows[3]["rerank_rung"], rows[3]["rerank_val_acc"]) == (0, 0.6)
+    assert rows[4]["rerank_rung"] is None and rows[4]["rerank_val_acc"] is None  # not a finalist: null in JSON
+    csv = trials_frame(study).to_csv(index=False)
+    assert "rerank_val_acc" in csv.splitlines()[0] and "rerank_winner" in csv.splitlines()[0]
+
+
 def test_resume_after_a_crash_in_rung_1_keeps_rung_0(env, monkeypatch):
     study, url = make_study(env)
     trainer = StandIn(fail_at_epochs=4)

@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from nasprune.search.record import TrialRecord
+from nasprune.search.record import records as all_records
 
 __all__ = ["trials_frame", "trials_records"]
 
@@ -32,9 +32,11 @@ def trials_frame(study, *, encode: bool = True):
     frame = frame.rename(columns={f"values_{i}": f"values_{n}" for i, n in enumerate(names)})
     if "values" in frame.columns:  # a single-objective study
         frame = frame.rename(columns={"values": f"values_{names[0]}"})
-    records = [TrialRecord.from_trial(t) for t in study.get_trials(deepcopy=False)]
+    records = all_records(study)
     keys = sorted({k for r in records for k in r.constraints})
     position = frame.columns.get_loc(f"values_{names[-1]}") + 1 if f"values_{names[-1]}" in frame else 2
+    for column, values in reversed(list(_rerank_columns(study, records).items())):
+        frame.insert(position, column, values)
     frame.insert(position, "trained", [r.trained for r in records])
     frame.insert(position, "feasible", [r.feasible for r in records])
     for key in reversed(keys):
@@ -48,6 +50,24 @@ def trials_frame(study, *, encode: bool = True):
         for col in frame.columns:
             frame[col] = frame[col].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
     return frame.reset_index(drop=True)
+
+
+def _rerank_columns(study, records) -> dict[str, list]:
+    """``rerank_rung`` (the deepest rung a trial reached, NaN if it was not re-ranked), ``rerank_epochs`` and
+    ``rerank_val_acc`` there, and ``rerank_winner`` (the survivor that ``export --trial best`` takes)."""
+    from nasprune.search.rerank import stored_plan
+
+    plan = stored_plan(study, [r for r in records if r.trained])
+    winner = plan.winner if plan is not None and plan.complete else None
+    last = {r.number: max(r.rerank, key=lambda x: x.rung) for r in records if r.rerank}
+    if plan is not None:  # only the results of the stored plan's settings (epochs, seeds, from)
+        planned = {(n, rung.index): rung.results[n] for rung in plan.rungs for n in rung.results}
+        last = {n: max((res for (m, _), res in planned.items() if m == n), key=lambda x: x.rung)
+                for n in {m for m, _ in planned}}
+    return {"rerank_rung": [last[r.number].rung if r.number in last else math.nan for r in records],
+            "rerank_epochs": [last[r.number].epochs if r.number in last else math.nan for r in records],
+            "rerank_val_acc": [last[r.number].val_acc if r.number in last else math.nan for r in records],
+            "rerank_winner": [r.number == winner for r in records]}
 
 
 def _plain(value: Any) -> Any:
