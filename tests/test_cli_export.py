@@ -50,7 +50,8 @@ def test_export_best_prints_the_checks(study, tmp_path, capsys):
     assert stdout.startswith("trial 0 of study 'tiny': most accurate of 4 feasible trials; val acc "
                              f"{100 * study.val_acc_a:.2f} %, {COST_A.mflops:.2f} MFLOPs at 224x224\n")
     assert f"arch.json   {COST_A.macs:,} MACs, {COST_A.params:,} params at 224x224 = the trial's record" in stdout
-    found = re.search(r"model.onnx  opset \d+ \(legacy exporter\), onnxruntime vs PyTorch max abs diff (\S+), "
+    found = re.search(r"model.onnx  opset \d+ \(legacy exporter, input normalised float32\), onnxruntime vs "
+                      r"PyTorch max abs diff (\S+), "
                       r"relative (\S+) \(tolerance rtol 0.0001, atol 1e-05\) \(b1@16 ", stdout)
     assert float(found.group(1)) <= 1e-4 and float(found.group(2)) <= 1e-4
     assert "model.pt    reloaded, max abs diff 0.00e+00, relative 0.00e+00 (tolerance rtol 0.0001, atol 1e-05)" \

@@ -113,6 +113,44 @@ def test_onnx_fed_from_export_json_matches_nasprune_eval(exported, tmp_path, mon
     assert manifest["test_acc"] == evaluated["accuracy"]
 
 
+def _run_card_snippet(export_dir: Path, capsys) -> float:
+    card = (export_dir / "MODEL_CARD.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(export_dir)
+        exec(compile(snippet, "MODEL_CARD.md snippet", "exec"), {})
+    return float(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_the_cards_onnxruntime_snippet_prints_the_cards_test_accuracy(exported, capsys):
+    exp = exported / "exp"
+    manifest = json.loads((exp / "export.json").read_text())
+    assert manifest["onnx_input"] == "normalised float32" and manifest["test_folder"] == str(exported / "photos/test")
+    assert abs(_run_card_snippet(exp, capsys) - manifest["test_acc"]) <= 1 / 36
+
+
+def test_baked_preprocessing_takes_uint8_pixels_and_scores_the_same(exported, capsys):
+    import onnxruntime as ort
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(exported)
+        assert main(["export", "--study", "own", "--format", "onnx", "--bake-preprocessing", "--out", "raw",
+                     "--latency-runs", "1", "--onnx-exporter", "legacy"]) == 0
+    assert "input uint8 pixels), onnxruntime vs PyTorch" in capsys.readouterr().out
+    raw = exported / "raw"
+    session = ort.InferenceSession(str(raw / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].type == "tensor(uint8)"
+    manifest = json.loads((raw / "export.json").read_text())
+    assert manifest["onnx_input"] == "uint8 pixels" and manifest["checks"]["onnx"]["max_rel_diff"] <= 1e-4
+    assert "does steps 3-5 in its graph" in (raw / "MODEL_CARD.md").read_text()
+    assert abs(_run_card_snippet(raw, capsys) - manifest["test_acc"]) <= 1 / 36
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(exported)
+        assert main(["export", "--study", "own", "--format", "json", "--bake-preprocessing", "--out", "x"]) == 2
+    assert "--bake-preprocessing changes model.onnx, but --format json does not write it" in capsys.readouterr().err
+
+
 def test_the_cards_commands_run_from_the_export_directory(exported, monkeypatch, capsys):
     exp = exported / "exp"
     card = (exp / "MODEL_CARD.md").read_text()

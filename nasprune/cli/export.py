@@ -63,6 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    metavar="EXPORTER", help="torch.onnx exporter, one of %(choices)s: dynamo (torch.export-based, "
                    "current; default) or legacy "
                         "(TorchScript-based, deprecated, much faster)")
+    p.add_argument("--bake-preprocessing", action="store_true",
+                   help="model.onnx takes uint8 pixels (N x C x H x W, 0-255; converted and resized as the card "
+                        "says) and normalises them in its graph, exactly as training did")
     p.set_defaults(func=run)
 
 
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                           formats=parse_formats(str(args.format)), out=args.out, force=args.force,
                           artifacts=args.artifacts, latency_runs=args.latency_runs,
                           latency_threads=args.latency_threads, tolerance=args.tolerance or Tolerance(),
-                          onnx_exporter=args.onnx_exporter)
+                          onnx_exporter=args.onnx_exporter, bake_preprocessing=args.bake_preprocessing)
     result = export(config, log=print)
     for row in result.latency:
         print(f"  latency     {row.runtime} {row.resolution}x{row.resolution}: {row.median_ms:.3f} ms (batch 1)")

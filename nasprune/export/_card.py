@@ -91,6 +91,7 @@ class CardInfo(NamedTuple):
     data_counts: Mapping[str, int] | None = None  # train, val and test images of the study's data
     test_folder: str | None = None      # a <class>/<image> folder holding the test split, for the snippet
     eval_command: str = ""              # `nasprune eval model.pt --data ...`, run in the export directory
+    onnx_input: str | None = None       # what model.onnx takes: "normalised float32" or "uint8 pixels" (baked)
 
 
 class DataFacts(NamedTuple):
@@ -278,6 +279,7 @@ def card_info(source: TrialSource, *, selection: str, checks: Mapping[str, Mappi
         evidence=tuple(evidence), weights_val_acc=weights_val_acc, test_acc=facts.test_acc, test_note=facts.note,
         preprocess=facts.preprocess, classes=tuple(facts.classes), data_counts=facts.counts,
         test_folder=facts.test_folder, eval_command=_eval_command(data, source),
+        onnx_input=checks["onnx"].get("input") if "onnx" in checks else None,
     )
 
 
@@ -420,9 +422,11 @@ session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
 def preprocess(path):
     h, w = p["input_size"]
     image = Image.open(path).convert(p["colour_mode"]).resize((w, h), Image.Resampling.BILINEAR)
-    x = np.asarray(image, dtype=np.float32).reshape(h, w, -1) * np.float32(p["scale"])
-    x = (x - np.asarray(p["mean"], np.float32)) / np.asarray(p["std"], np.float32)
-    return x.transpose(2, 0, 1)[None]  # NCHW, batch of one
+    x = np.asarray(image, dtype=np.uint8).reshape(h, w, -1).transpose(2, 0, 1)[None]  # NCHW, batch of one
+    if card["onnx_input"] == "uint8 pixels":  # exported with --bake-preprocessing: the graph normalises
+        return x
+    x = x.astype(np.float32) * np.float32(p["scale"])
+    return (x - np.float32(p["mean"]).reshape(-1, 1, 1)) / np.float32(p["std"]).reshape(-1, 1, 1)
 
 def predict(path):
     (logits,) = session.run(None, {session.get_inputs()[0].name: preprocess(path)})
@@ -479,9 +483,13 @@ def _input(info: CardInfo) -> list[str]:
     if p.get("resized_by") == "torch":
         note += (" The training images were resized by `torch.nn.functional.interpolate` (bilinear, antialiased "
                  "when shrinking), so PIL's resize may differ from it by a grey level here and there.")
+    baked = ("`model.onnx` takes the `uint8` pixels after step 2 (N x C x H x W) and does steps 3-5 in its graph "
+             "(exported with `--bake-preprocessing`); the other files take the float tensor of step 6."
+             if info.onnx_input == "uint8 pixels" else "")
     return ["## Input", "",
             "Every file takes a float tensor preprocessed exactly as the training data was (`preprocess` in "
-            "`export.json`):", "", "| step | value |", "|---|---|", *rows, "", *_counts(info), *_classes(info), "",
+            "`export.json`):", "", "| step | value |", "|---|---|", *rows, "", *([baked, ""] if baked else []),
+            *_counts(info), *_classes(info), "",
             "Run `model.onnx` with onnxruntime (`pip install onnxruntime pillow numpy`), in this directory:", "",
             "```python", SNIPPET.replace("FOLDER_LINE", folder), "```", "", note, ""]
 

@@ -44,6 +44,8 @@ class ExportConfig:
         tolerance: accepted difference between an exported file's outputs and PyTorch's,
             ``|a - b| <= atol + rtol * max|b|`` per input sample (see :class:`Tolerance`).
         onnx_exporter: ``dynamo`` (torch.export-based, current) or ``legacy`` (TorchScript-based, fast).
+        bake_preprocessing: ``model.onnx`` takes ``uint8`` pixels (converted and resized as the preprocess
+            record says) and normalises them in its graph, exactly as training did.
     """
 
     study: str
@@ -58,6 +60,7 @@ class ExportConfig:
     latency_threads: int | None = None
     tolerance: Tolerance = field(default_factory=Tolerance)
     onnx_exporter: str = "dynamo"
+    bake_preprocessing: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,8 @@ def _describe_check(name: str, filename: str, check: dict[str, Any], ctx: Export
              f"(tolerance rtol {ctx.tolerance.rtol:g}, atol {ctx.tolerance.atol:g})")
     if name == "onnx":
         cases = ", ".join(f"b{c['batch']}@{c['resolution']} {c['max_abs_diff']:.2e}" for c in check["cases"])
-        return (f"  {filename:<11} opset {check['opset']} ({check['exporter']} exporter), onnxruntime vs PyTorch "
-                f"{diffs} ({cases})")
+        return (f"  {filename:<11} opset {check['opset']} ({check['exporter']} exporter, input "
+                f"{check['input']}), onnxruntime vs PyTorch {diffs} ({cases})")
     return f"  {filename:<11} reloaded, {diffs}"
 
 
@@ -173,6 +176,9 @@ def export(config: ExportConfig, *, log: Callable[[str], None] | None = None) ->
                             f"{', '.join(ONNX_EXPORTERS)}")
     if not isinstance(config.tolerance, Tolerance):
         raise NaspruneError(f"tolerance={config.tolerance!r} is invalid: expected a Tolerance(rtol=, atol=)")
+    if config.bake_preprocessing and "onnx" not in formats:
+        raise NaspruneError(f"--bake-preprocessing changes model.onnx, but --format {','.join(formats)} does not "
+                            "write it: add onnx")
     config = dataclasses.replace(config, formats=formats)
     url = config.storage or default_storage_url(config.study)
     study = load_study(config.study, url)
@@ -190,7 +196,8 @@ def export(config: ExportConfig, *, log: Callable[[str], None] | None = None) ->
         if model is not None:  # model.pt tells how to feed it, even where its checkpoint did not (a re-rank's)
             model.metadata = {**_deploy_metadata(facts), **(getattr(model, "metadata", None) or {})}
         ctx = ExportContext(source=source, model=model, tolerance=config.tolerance,
-                            onnx_exporter=config.onnx_exporter)
+                            onnx_exporter=config.onnx_exporter, preprocess=facts.preprocess,
+                            bake_preprocessing=config.bake_preprocessing)
         _write_all(ctx, config, staging, log)
         threads = _latency_threads(config, source)
         latency = _measure_latency(ctx, config.latency_runs, threads)

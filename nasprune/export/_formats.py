@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -42,6 +42,8 @@ class ExportContext:
     onnx_exporter: str = "dynamo"
     onnx_path: Path | None = None  # set by the onnx writer, for the card's onnxruntime latency
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    preprocess: Mapping[str, Any] | None = None  # the training's preprocess record (nasprune.data.Preprocess)
+    bake_preprocessing: bool = False  # model.onnx takes uint8 pixels, the normalisation in its graph
 
 
 class Format(NamedTuple):
@@ -177,17 +179,34 @@ def _write_torchscript(ctx: ExportContext, path: Path) -> dict[str, Any]:
 
 
 # -- onnx ----------------------------------------------------------------------------------------------------------
+ONNX_INPUTS = {False: "normalised float32", True: "uint8 pixels"}  # what model.onnx takes, by bake_preprocessing
+
+
+def _onnx_model(ctx: ExportContext):
+    """The trained model, or (``bake_preprocessing``) it behind the training's normalisation."""
+    from nasprune.export._onnx import baked_model
+
+    if not ctx.bake_preprocessing:
+        return ctx.model
+    p = ctx.preprocess
+    if p is None:
+        raise NaspruneError("--bake-preprocessing needs the training's preprocess record, and neither the "
+                            "checkpoint nor the study's data gave one: export without it")
+    return baked_model(ctx.model, p["scale"], p["mean"], p["std"])
+
+
 def _write_onnx(ctx: ExportContext, path: Path) -> dict[str, Any]:
     from nasprune.export._onnx import compare_onnx, export_onnx, onnx_opset, ort_session
 
-    export_onnx(ctx.model, path, ctx.source.train_resolution, ctx.onnx_exporter)
+    model = _onnx_model(ctx)
+    export_onnx(model, path, ctx.source.train_resolution, ctx.onnx_exporter, raw=ctx.bake_preprocessing)
     opset = onnx_opset(path)
     ctx.onnx_path = path
-    checks = compare_onnx(ctx.model, ort_session(path), _shapes(ctx), seed=ctx.seed, tolerance=ctx.tolerance)
+    checks = compare_onnx(model, ort_session(path), _shapes(ctx), seed=ctx.seed, tolerance=ctx.tolerance)
     closeness = worst([c.closeness for c in checks])
     require_close("model.onnx (onnxruntime)", closeness)
-    return {"opset": opset, "exporter": ctx.onnx_exporter, **check_figures(closeness),
-            "cases": [c.figures() for c in checks]}
+    return {"opset": opset, "exporter": ctx.onnx_exporter, "input": ONNX_INPUTS[ctx.bake_preprocessing],
+            **check_figures(closeness), "cases": [c.figures() for c in checks]}
 
 
 for _fmt in (

@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from nasprune.builder import NasNet
     from nasprune.spec import ArchSpec
 
-__all__ = ["INPUT_NAME", "ONNX_EXPORTERS", "OUTPUT_NAME", "OnnxCheck", "compare_onnx", "export_onnx", "onnx_opset",
-           "onnx_session", "ort_latency", "ort_session", "ort_timings"]
+__all__ = ["INPUT_NAME", "ONNX_EXPORTERS", "OUTPUT_NAME", "OnnxCheck", "baked_model", "compare_onnx", "export_onnx",
+           "onnx_opset", "onnx_session", "ort_latency", "ort_session", "ort_timings"]
 
-INPUT_NAME = "input"  # N x C x H x W, float32, normalised like the training data
+INPUT_NAME = "input"  # N x C x H x W, float32, normalised like the training data (uint8 pixels when baked)
 OUTPUT_NAME = "logits"  # N x classes
 
 
@@ -64,24 +64,46 @@ ONNX_EXPORTERS: dict[str, Callable[[NasNet, torch.Tensor, Path], None]] = {
 LEGACY_OPSET = 20  # what the dynamo exporter writes by default, so both give the same opset
 
 
-def export_onnx(model: NasNet, path: Path, resolution: int, exporter: str = "dynamo") -> None:
+def baked_model(model: NasNet, scale: float, mean: Sequence[float], std: Sequence[float]) -> torch.nn.Module:
+    """``model`` behind the training's normalisation: it takes ``uint8`` pixels (N x C x H x W, 0-255) and computes
+    ``(pixels / (1 / scale) - mean) / std`` per channel as training did (``nasprune.data.Normalization``), so a
+    deployer only converts and resizes. ``.spec`` is ``model``'s."""
+    import torch
+
+    class RawPixels(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+            self.spec = model.spec
+            self.register_buffer("divisor", torch.tensor(1.0 / scale, dtype=torch.float32))
+            self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: the name the dynamic shapes refer to
+            return self.net((x.to(torch.float32) / self.divisor - self.mean) / self.std)
+
+    return RawPixels().eval()
+
+
+def export_onnx(model: NasNet, path: Path, resolution: int, exporter: str = "dynamo", *, raw: bool = False) -> None:
     """Write ``model`` (eval mode) to ``path`` with dynamic batch, height and width axes.
 
-    The example input has batch 2 (``torch.export`` would specialise a batch of 1) at ``resolution``. Weights
-    are stored inside the one file.
+    The example input has batch 2 (``torch.export`` would specialise a batch of 1) at ``resolution``, ``uint8``
+    when ``raw`` (a :func:`baked_model`). Weights are stored inside the one file.
 
     Raises:
         NaspruneError: an unknown ``exporter`` or a failed export (one line).
     """
-    _export(model, path, model.spec.in_channels, resolution, exporter, model.spec.name)
+    _export(model, path, model.spec.in_channels, resolution, exporter, model.spec.name, raw=raw)
 
 
-def _export(model: torch.nn.Module, path: Path, in_channels: int, resolution: int, exporter: str, name: str) -> None:
+def _export(model: torch.nn.Module, path: Path, in_channels: int, resolution: int, exporter: str, name: str,
+            *, raw: bool = False) -> None:
     import torch
 
     if exporter not in ONNX_EXPORTERS:
         raise NaspruneError(f"ONNX exporter {exporter!r} is invalid: expected one of {', '.join(ONNX_EXPORTERS)}")
-    example = torch.zeros(2, in_channels, resolution, resolution)
+    example = torch.zeros(2, in_channels, resolution, resolution, dtype=torch.uint8 if raw else torch.float32)
     logger = logging.getLogger("torch.onnx")
     level = logger.level
     logger.setLevel(logging.ERROR)  # "torchvision is not installed" notices
@@ -138,18 +160,28 @@ def _random_input(model: NasNet, batch: int, resolution: int, seed: int) -> torc
     return torch.randn(batch, model.spec.in_channels, resolution, resolution, generator=generator)
 
 
+def _random_pixels(model: NasNet, batch: int, resolution: int, seed: int) -> torch.Tensor:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (batch, model.spec.in_channels, resolution, resolution), generator=generator,
+                         dtype=torch.uint8)
+
+
 def compare_onnx(model: NasNet, session: onnxruntime.InferenceSession, shapes: Sequence[tuple[int, int]],
                  seed: int = 0, tolerance: Tolerance | None = None) -> list[OnnxCheck]:
-    """Run PyTorch and onnxruntime on the same random inputs, one per ``(batch, resolution)``.
+    """Run PyTorch and onnxruntime on the same random inputs, one per ``(batch, resolution)`` (random ``uint8``
+    pixels for a session that takes them: ``model`` is then the :func:`baked_model`).
 
     ``tolerance`` (default :class:`Tolerance`) only sets each check's ``closeness.worst``; nothing is raised.
     """
     import torch
 
     tolerance = tolerance or Tolerance()
+    raw = _takes_pixels(session)
     checks = []
     for i, (batch, resolution) in enumerate(shapes):
-        x = _random_input(model, batch, resolution, seed + i)
+        x = (_random_pixels if raw else _random_input)(model, batch, resolution, seed + i)
         with torch.inference_mode():
             expected = model.eval()(x).numpy()
         (got,) = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})
@@ -167,7 +199,10 @@ def ort_timings(session: onnxruntime.InferenceSession, in_channels: int, resolut
 
     from nasprune.cost import time_calls
 
-    x = np.random.default_rng(0).standard_normal((1, in_channels, resolution, resolution), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    shape = (1, in_channels, resolution, resolution)
+    x = rng.integers(0, 256, shape, dtype=np.uint8) if _takes_pixels(session) else rng.standard_normal(
+        shape, dtype=np.float32)
     feed = {INPUT_NAME: x}
     return time_calls(lambda: session.run([OUTPUT_NAME], feed), runs=runs, warmup=warmup)
 
@@ -176,3 +211,8 @@ def ort_latency(session: onnxruntime.InferenceSession, in_channels: int, resolut
                 warmup: int = 5) -> float:
     """Median milliseconds of one onnxruntime forward pass at batch 1 (as ``measure_latency`` for PyTorch)."""
     return statistics.median(ort_timings(session, in_channels, resolution, runs=runs, warmup=warmup))
+
+
+def _takes_pixels(session: onnxruntime.InferenceSession) -> bool:
+    """Whether the model takes ``uint8`` pixels (exported with the preprocessing baked in)."""
+    return session.get_inputs()[0].type == "tensor(uint8)"
