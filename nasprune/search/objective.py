@@ -6,12 +6,18 @@ Order of work in :meth:`Objective.__call__`:
 2. count the child's MACs with fvcore at the deployment resolution, record the design on the trial and set the
    constraint ``budget = mflops - budget_mflops`` (feasible when <= 0);
 3. over budget: return at once, nothing trained (values ``(0.0, mflops[, inf or params])``);
-4. within budget: get the trained parent (:class:`~nasprune.search.parents.ParentCache`), drop the SE modules the
-   trial did not choose, prune it per layer with the trial's criterion, fine-tune (per-epoch accuracy recorded,
-   early stop by :mod:`nasprune.search.early_stop`), measure accuracy, params and CPU latency (PyTorch and
-   onnxruntime), and upload the child's checkpoint to the study's artifact store.
+4. the same network evaluated before in the study (:func:`network_key`: same child spec, parent mode and
+   criterion): its result is returned and recorded as ``duplicate_of``, nothing is trained;
+5. within budget: get the trained parent (a shared or per-trial one from
+   :class:`~nasprune.search.parents.ParentCache`, or a one-shot one from
+   :class:`~nasprune.search.oneshot.OneShotParents`), drop the SE modules the trial did not choose, cut it per
+   layer (by the trial's criterion, or a one-shot parent's channel order), score it with the recipe's proxy (BN
+   recalibration for a one-shot child or without fine-tuning, then ``finetune.epochs`` epochs with per-epoch
+   accuracy recorded and early stop by :mod:`nasprune.search.early_stop`), measure params and CPU latency
+   (PyTorch and onnxruntime), and upload the child's checkpoint to the study's artifact store.
 
-The user attributes written are the ``docs/design.md`` table (plus the extras listed in ``docs/search.md``).
+Every user attribute goes through :func:`nasprune.search.record.write_attrs`, the writer of what
+:class:`~nasprune.search.record.TrialRecord` reads (the ``docs/design.md`` table plus ``docs/search.md``'s).
 """
 
 from __future__ import annotations

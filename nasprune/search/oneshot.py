@@ -342,12 +342,13 @@ def train_oneshot(model, data, config, oneshot: OneShotConfig, pool: Sequence, *
 
 # -- the cache ---------------------------------------------------------------------------------------------------
 def oneshot_key(recipe) -> str:
-    """Hash (16 hex) of what decides a one-shot parent besides its spec: the shared parent's key, the one-shot
-    settings, the criterion that orders the channels, and what the children are drawn from (space, budget,
-    band, deployment resolution)."""
+    """Hash (16 hex) of what decides a one-shot parent besides its spec: the shared parent's key (data, training,
+    and the parent's seed, which also seeds the one-shot phase), the one-shot settings, the criterion that orders
+    the channels, and what the children are drawn from (space, budget, band, deployment resolution). Studies
+    that differ only in the sampler or its seed (``parent.seed`` fixed) share their one-shot parents."""
     content = {"parent": recipe.parent_key(), "oneshot": recipe.oneshot.to_dict(), "space": recipe.space.to_dict(),
                "budget": recipe.budget_mflops, "floor": recipe.budget_floor, "deploy": recipe.deploy_resolution,
-               "seed": recipe.seed}
+               "seed": recipe.train_config("parent").seed}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -389,11 +390,12 @@ class OneShotParents:
 
         shared, _ = self.shared.get(spec, self.train_shared)
         criterion = order_criterion(self.recipe.space.member(_family(spec, self.recipe)))
-        return order_channels(copy.deepcopy(shared), criterion, seed=self.recipe.seed)
+        return order_channels(copy.deepcopy(shared), criterion, seed=self.recipe.train_config("parent").seed)
 
     def _train(self, model) -> dict[str, Any]:
         recipe = self.recipe
-        pool = child_pool(recipe, model.spec, self.shape, recipe.oneshot.pool, seed=recipe.seed)
+        seed = recipe.train_config("parent").seed
+        pool = child_pool(recipe, model.spec, self.shape, recipe.oneshot.pool, seed=seed)
         if not pool:
             from nasprune.errors import NaspruneError
 
@@ -401,7 +403,7 @@ class OneShotParents:
                                 "nothing to train the one-shot parent for")
         resume = self.path(model.spec).with_suffix(".partial.pt")
         meta = train_oneshot(model, self.data(), recipe.train_config("parent"), recipe.oneshot, pool,
-                             resume=resume, seed=recipe.seed)
+                             resume=resume, seed=seed)
         resume.unlink(missing_ok=True)
         return {**meta, "pool": len(pool), "order": order_criterion(recipe.space.member(_family(model.spec, recipe)))}
 
