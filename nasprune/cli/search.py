@@ -96,10 +96,12 @@ def run(args: argparse.Namespace) -> int:
                                            machine=args.machine, progress=not args.no_progress))
     study = result.study
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
-    feasible = sum(1 for r in records(study) if r.trained)
+    trained = [r for r in records(study) if r.trained]
+    distinct = len({r.network or f"trial {r.number}" for r in trained})
     print(f"study {recipe.study!r} ({redact_url(result.url)}): {states.count('COMPLETE')} complete "
-          f"({feasible} within {recipe.budget_mflops:g} MFLOPs), {states.count('PRUNED')} pruned, "
-          f"{states.count('FAIL')} failed; {result.ran} finished in this run ({result.seconds:.0f} s)")
+          f"({len(trained)} within {recipe.budget_mflops:g} MFLOPs, {distinct} distinct networks), "
+          f"{states.count('PRUNED')} pruned, {states.count('FAIL')} failed; {result.ran} finished in this run "
+          f"({result.seconds:.0f} s)")
     print(f"Pareto front (validation accuracy vs MFLOPs at {recipe.deploy_resolution}x{recipe.deploy_resolution}):")
     print(format_pareto(pareto_table(study)))
     if result.rerank is not None:
