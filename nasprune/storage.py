@@ -184,7 +184,7 @@ def load_study(name: str, url: str | None = None) -> optuna.Study:
 
 def optimize_until(study: optuna.Study, func: Callable, *, total: int, url: str | None, timeout: float | None = None,
                    catch: tuple[type[Exception], ...] = (), callbacks: Sequence[Callable] = (),
-                   poll: float = 2.0) -> int:
+                   poll: float = 2.0, before_release: Callable[[optuna.Trial], object] | None = None) -> int:
     """Run trials of ``func`` until the study holds exactly ``total`` finished (COMPLETE or PRUNED) trials.
 
     Any number of processes, on any number of machines, may call this on the same study at once. A trial is
@@ -203,6 +203,8 @@ def optimize_until(study: optuna.Study, func: Callable, *, total: int, url: str 
         catch: exceptions of ``func`` that fail one trial instead of stopping the worker.
         callbacks: ``callback(study, frozen_trial)`` after each trial, as in ``study.optimize``.
         poll: seconds between checks while waiting for other workers' trials.
+        before_release: called with the new trial while the admission mutex is still held (e.g. to suggest its
+            parameters, so the next worker's sampler sees them); its return value is dropped.
 
     Returns:
         The number of trials this call ran.
@@ -220,8 +222,8 @@ def optimize_until(study: optuna.Study, func: Callable, *, total: int, url: str 
                 return ran
             if finished + running < total:
                 # ask() happens inside optimize, still under the mutex; the objective's first act releases it.
-                study.optimize(_ReleaseThenRun(func, held), n_trials=1, catch=catch, callbacks=list(callbacks),
-                               gc_after_trial=False)
+                study.optimize(_ReleaseThenRun(func, held, before_release), n_trials=1, catch=catch,
+                               callbacks=list(callbacks), gc_after_trial=False)
                 ran += 1
                 continue
         time.sleep(poll)
@@ -234,13 +236,19 @@ def _progress(study: optuna.Study) -> tuple[int, int]:
 
 
 class _ReleaseThenRun:
-    """The objective, releasing the admission mutex as soon as Optuna has created (or popped) the trial."""
+    """The objective, releasing the admission mutex as soon as Optuna has created (or popped) the trial (and
+    ``before_release`` has run on it)."""
 
-    def __init__(self, func: Callable, held: contextlib.ExitStack) -> None:
-        self.func, self.held = func, held
+    def __init__(self, func: Callable, held: contextlib.ExitStack,
+                 before_release: Callable[[optuna.Trial], object] | None = None) -> None:
+        self.func, self.held, self.before_release = func, held, before_release
 
     def __call__(self, trial: optuna.Trial):
-        self.held.close()
+        try:
+            if self.before_release is not None:
+                self.before_release(trial)
+        finally:
+            self.held.close()
         return self.func(trial)
 
 

@@ -117,20 +117,55 @@ def check_budget(recipe: Recipe, shape: tuple[int, int]) -> None:
 
 # -- the study ------------------------------------------------------------------------------------------------
 def make_sampler(recipe: Recipe, worker: int = 0):
-    """The recipe's sampler; each worker gets its own seed so workers do not draw the same points.
+    """The recipe's sampler, with its own seed per worker.
 
     ``worker`` is ``1000 * machine + process index``, so machines started with different ``--machine`` draw
-    different points while their training seeds (and hence the shared parents) stay the same.
+    different random points while their training seeds (and hence the shared parents) stay the same. TPE's
+    proposals on a nasprune space do not depend on the seed once it leaves its random start, so TPE and random
+    search propose through :class:`~nasprune.search.distinct.DistinctSampler`: a point no trial holds yet.
     """
     import optuna
 
+    from nasprune.search.distinct import DistinctSampler
+
     seed = recipe.seed + 1000 * worker
     samplers = {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(3, recipe.trials // 4))),
+        "tpe": lambda: DistinctSampler(optuna.samplers.TPESampler(
+            seed=seed, n_startup_trials=min(10, max(3, recipe.trials // 4))), seed, network_of(recipe)),
         "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed, population_size=min(50, max(6, recipe.trials // 4))),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "random": lambda: DistinctSampler(optuna.samplers.RandomSampler(seed=seed), seed, network_of(recipe)),
     }
     return samplers[recipe.sampler]()
+
+
+class _Given(FixedParams):
+    """The parameters of a trial, the only value of a parameter with one, and an error for any other (they do
+    not fix the network)."""
+
+    def suggest_categorical(self, name: str, choices):
+        return choices[0] if len(choices) == 1 and name not in self.params else self.params[name]
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None) -> float:
+        return low if low == high and name not in self.params else float(self.params[name])
+
+
+def network_of(recipe: Recipe):
+    """``(params, (in_channels, num_classes)) -> (criterion, child spec hash)``: the network a sampled trial with
+    ``params`` trains (the band applied, as the objective does), ``None`` when ``params`` do not fix it."""
+    from nasprune.search.band import band_design
+
+    def network(params, shape):
+        try:
+            cand = recipe.space.sample(_Given(params))
+            design = resolve(recipe.space, cand, mode=recipe.parent_mode, resolution=recipe.deploy_resolution,
+                             in_channels=shape[0], num_classes=shape[1])
+        except (KeyError, ValueError):  # a parameter missing, a mode resolve does not know
+            return None
+        design, _ = band_design(design, recipe.budget_mflops, recipe.budget_floor,
+                                se_ratio=recipe.space.member(cand.family).se_ratio)
+        return cand.criterion, design.child.hash
+
+    return network
 
 
 def _study_attrs(recipe: Recipe, artifacts: Path) -> dict[str, Any]:
@@ -338,8 +373,9 @@ def _optimize(study, recipe: Recipe, url: str, artifacts: Path, timeout: float |
     objective = Objective(recipe, artifacts, cache=cache, data=data)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _quiet_interrupts()
+    # the parameters are written while the admission lock is held: the next worker's sampler sees them
     optimize_until(study, objective, total=recipe.trials, url=url, timeout=timeout, catch=(TrainingDiverged,),
-                   callbacks=callbacks)
+                   callbacks=callbacks, before_release=recipe.space.sample)
 
 
 def _worker(recipe: Recipe, url: str, artifacts: str, index: int, threads: int, timeout: float | None,
