@@ -330,9 +330,16 @@ def _summary(info: CardInfo) -> list[str]:
         f"{info.macs:,} ({info.macs / 1e6:.2f} MFLOPs) |",
         f"| parameters | {info.params:,} |",
         f"| study budget | {budget} ({'within' if info.feasible else 'OVER'} budget) |",
-        f"| input | {info.in_channels} x H x W, {info.num_classes} classes |",
+        f"| input | {_input_shape(info)}, {info.num_classes} classes |",
         f"| spec hash | `{info.spec_hash}` |",
     ]
+
+
+def _input_shape(info: CardInfo) -> str:
+    if info.preprocess is None:
+        return f"{info.in_channels} x H x W"
+    h, w = info.preprocess["input_size"]
+    return f"{info.in_channels} x {h} x {w} ({info.preprocess['colour_mode']}, normalised: see Input)"
 
 
 def _latency(info: CardInfo) -> list[str]:
