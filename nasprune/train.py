@@ -30,6 +30,7 @@ __all__ = [
     "add_sparsity_grad",
     "bn_gamma_l1",
     "evaluate",
+    "lone_batch",
     "fit",
     "recalibrate_bn",
     "resolve_device",
@@ -246,6 +247,12 @@ def _progress_bar(loop: _Loop, epoch: int):
                 desc=f"epoch {epoch}/{loop.config.epochs}", dynamic_ncols=True)
 
 
+def lone_batch(batch: torch.Tensor, seen: int) -> bool:
+    """A last batch of one image after others: BatchNorm cannot take batch statistics of one value per channel (at
+    1x1 feature maps it raises), so training and recalibration skip it (a split of one image still fails)."""
+    return len(batch) == 1 and seen > 0
+
+
 def _train_epoch(loop: _Loop, epoch: int) -> dict:
     """One pass over the training split; returns the epoch's loss, accuracy and timing."""
     model, config, device = loop.model, loop.config, loop.device
@@ -258,6 +265,8 @@ def _train_epoch(loop: _Loop, epoch: int) -> dict:
     batches = loop.data.train.batches(config.batch_size, shuffle=True, augment=config.augment,
                                       generator=loop.generator, device=device)
     for step, (images, labels) in enumerate(batches):
+        if lone_batch(labels, seen):
+            continue
         with _autocast(device, loop.amp):
             logits = model(images)
             loss = loop.loss_fn(logits, labels)
@@ -409,6 +418,8 @@ def recalibrate_bn(model: nn.Module, data: Data, batches: int = 100, batch_size:
         for i, (images, _) in enumerate(stream):
             if i >= batches:
                 break
+            if lone_batch(images, i):
+                continue
             with _autocast(device, True):
                 model(images)
     finally:

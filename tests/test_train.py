@@ -178,3 +178,14 @@ def test_other_optimizers_and_schedules_learn(data, optimizer, schedule):
     result = fit(model, data, TrainConfig(epochs=2, batch_size=64, device="cpu", optimizer=optimizer, lr=3e-3,
                                           schedule=schedule, label_smoothing=0.1, augment=False))
     assert result.val_acc > 0.9
+
+
+def test_a_last_batch_of_one_image_is_skipped_not_a_crash():
+    """BatchNorm cannot take statistics of one value per channel: a network ending on 1x1 maps, a training split
+    of 65 images in batches of 64, is trained (64 images an epoch) and recalibrated without error."""
+    data = load_data(DataConfig(name="synthetic", resolution=8, subset=65, val_size=20))
+    assert len(data.train) == 65
+    model = _model()
+    result = fit(model, data, TrainConfig(epochs=1, batch_size=64, device="cpu"))
+    assert result.history[0]["images"] == 64
+    recalibrate_bn(model, data, batches=5, batch_size=64)

@@ -283,7 +283,7 @@ def train_oneshot(model, data, config, oneshot: OneShotConfig, pool: Sequence, *
     import torch
     from torch import nn
 
-    from nasprune.train import OPTIMIZERS, SCHEDULES, _param_groups, resolve_device
+    from nasprune.train import OPTIMIZERS, SCHEDULES, _param_groups, lone_batch, resolve_device
 
     device = resolve_device(config.device)
     model.to(device)
@@ -312,6 +312,8 @@ def train_oneshot(model, data, config, oneshot: OneShotConfig, pool: Sequence, *
         loss_sum, steps = 0.0, 0
         for images, labels in data.train.batches(cfg.batch_size, shuffle=True, augment=cfg.augment,
                                                  generator=generator, device=device):
+            if lone_batch(labels, steps):
+                continue
             optimizer.zero_grad(set_to_none=True)
             logits = model(images)
             first = ce(logits, labels)
