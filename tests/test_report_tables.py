@@ -172,3 +172,23 @@ def test_figures_hold_one_point_per_row(tables, study):
     assert old.endswith("latency 1.50 ms PyTorch")  # measured before onnxruntime was
     resolution = sections["resolution"].figure
     assert sum(len(t.x) for t in resolution.data) == len(tables.features) + int(tables.features["se"].sum())
+
+
+def test_distinct_networks_count_a_duplicate_once(tmp_path):
+    from optuna.trial import create_trial
+
+    from nasprune.report.page import _summary
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_user_attr("budget_mflops", 40.0)
+    attrs = {"mflops": 39.0, "feasible": True}
+    study.add_trials([
+        create_trial(values=[0.8, 39.0], user_attrs={**attrs, "val_acc": 0.8, "network": "oneshot:prefix:a"}),
+        create_trial(values=[0.7, 38.0], user_attrs={**attrs, "val_acc": 0.7, "network": "oneshot:prefix:b"}),
+        create_trial(values=[0.8, 39.0], user_attrs={**attrs, "val_acc": 0.8, "network": "oneshot:prefix:a",
+                                                     "duplicate_of": 0}),
+    ])
+    trials = build_tables(study).trials.set_index("number")
+    assert trials["network"].nunique() == 2 and trials.loc[2, "duplicate_of"] == 0
+    assert pd.isna(trials.loc[0, "duplicate_of"])
+    assert "<b>2</b>distinct networks trained" in _summary(build_tables(study))

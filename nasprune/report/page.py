@@ -79,6 +79,7 @@ def _summary(tables: ReportTables) -> str:
     stats = [
         _stat("finished trials", str(len(trials))),
         _stat("trained within budget", str(len(trained))),
+        _stat("distinct networks trained", str(trained["network"].nunique())),
         _stat("over budget", str(int((~trials["feasible"]).sum()))),
         _stat("stopped early", str(int((trials["state"] == "PRUNED").sum()))),
         _stat("Pareto-optimal", str(len(tables.pareto))),

@@ -37,7 +37,7 @@ TRIAL_COLUMNS: tuple[str, ...] = (
     "params",
     "latency_ms", "latency_ort_ms", "family", "schedule", "seed_design", "width", "se_count", "se_blocks",
     "downsample_layers", "criterion",
-    "constraint",
+    "constraint", "network", "duplicate_of",
 )
 # one row per (trial, rung) of the study's re-rank (nasprune.search.rerank): proxy against re-ranked accuracy
 RERANK_COLUMNS: tuple[str, ...] = ("number", "proxy_rank", "proxy_acc", "rung", "epochs", "seeds", "from",
@@ -166,7 +166,8 @@ def _trial_row(r: TrialRecord) -> dict:
         "seed_design": r.seed_design or "",
         "width": _nan(r.width), "se_count": _nan(r.se_count), "se_blocks": _join(r.se_blocks),
         "downsample_layers": _join(r.downsample_layers), "criterion": r.criterion or "",
-        "constraint": _nan(r.constraint),
+        "constraint": _nan(r.constraint), "network": r.network or f"trial {r.number}",
+        "duplicate_of": _nan(r.duplicate_of),
     }
 
 
@@ -177,7 +178,7 @@ def _trials_frame(records: Sequence[TrialRecord], study: optuna.Study) -> pd.Dat
     optimal = {r.number for r in pareto_front(records, study_objectives(study))}
     frame["pareto"] = frame["number"].isin(optimal)
     frame["status"] = [_status(row) for row in frame.itertuples()]
-    frame = frame.astype({"macs": "Int64", "params": "Int64", "se_count": "Int64"})
+    frame = frame.astype({"macs": "Int64", "params": "Int64", "se_count": "Int64", "duplicate_of": "Int64"})
     return frame[list(TRIAL_COLUMNS)].sort_values("number").reset_index(drop=True)
 
 
