@@ -74,6 +74,26 @@ def test_keys_that_leave_trials_alone_are_no_difference(changes):
     assert _keys(_recipe(), _recipe(**changes)) == []
 
 
+def test_every_stored_key_outside_the_table_is_compared():
+    from nasprune.search.resume import _diff
+
+    stored = _recipe().to_dict()
+    for key in stored:  # keys added to Recipe later are in to_dict() too: covered without a change here
+        out: list = []
+        _diff(stored, {**stored, key: "changed"}, "", out)
+        assert [k for k, _, _ in out] == ([] if key in RESUME_FREE else [key]), key
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"recalibrate": {"batches": 5}}, "recalibrate.batches"),
+    ({"parent": {**SYNTHETIC["parent"], "mode": "oneshot"},
+      "space_overrides": {**SYNTHETIC["space_overrides"], "prune": {"criteria": ["l1"]}}}, "parent.mode"),
+])
+def test_newer_recipe_keys_are_compared_too(changes, key):
+    base = _recipe(space_overrides=changes.get("space_overrides", SYNTHETIC["space_overrides"]))
+    assert key in _keys(base, _recipe(**changes))
+
+
 def test_a_stored_recipe_without_newer_keys_compares_with_their_defaults():
     stored = _recipe().to_dict()
     for newer in ("seed_designs", "budget_floor", "rerank"):  # as an older nasprune stored it
