@@ -23,7 +23,7 @@ def _value(params) -> tuple[float, float]:
     return float(params["a"] + params["b"]), float(params["c"] + params["a"])  # deterministic: TPE exploits it
 
 
-def _points(sampler_for, n: int, workers: int = 1) -> list[tuple]:
+def _points(sampler_for, n: int, workers: int = 1, shape: bool = False) -> list[tuple]:
     """``n`` trials; ``workers`` samplers take turns on one storage, each suggesting at once (as optimize_until
     does under its admission lock), told in order of asking."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -37,6 +37,8 @@ def _points(sampler_for, n: int, workers: int = 1) -> list[tuple]:
             running = []
             for study in studies[:min(workers, n - i)]:
                 trial = study.ask()
+                if shape:  # the networks' shape, as the search's trials record it in child_spec
+                    trial.set_user_attr("child_spec", {"in_channels": 1, "num_classes": 4})
                 running.append((study, trial, _sample(trial)))
             for study, trial, params in running:
                 study.tell(trial, _value(params))
@@ -54,6 +56,13 @@ def test_plain_tpe_repeats_and_the_distinct_sampler_does_not(workers):
     assert len(set(plain)) < len(plain)  # the cause: TPE's argmax over a fully covered discrete domain
     distinct = _points(lambda w: DistinctSampler(_tpe(1000 * w), 1000 * w), 10, workers)
     assert len(set(distinct)) == 10
+
+
+def test_a_point_that_leaves_the_network_open_is_not_redrawn():
+    # a family space: the parameters every trial shares (the family) do not fix a network: TPE's point stands
+    plain = _points(lambda w: _tpe(0), 10, shape=True)
+    open_ = _points(lambda w: DistinctSampler(_tpe(0), 0, network=lambda params, shape: None), 10, shape=True)
+    assert open_ == plain and len(set(plain)) < len(plain)
 
 
 def test_points_distinct_by_network_too():

@@ -56,7 +56,9 @@ def _key(params: Mapping[str, Any], names: list[str]) -> tuple | None:
 
 class DistinctSampler(optuna.samplers.BaseSampler):
     """``base`` (a sampler of independent parameters: TPE in multi-objective studies, random), with every point
-    made distinct from the study's trials over the parameters all of them share (module doc)."""
+    made distinct from the study's trials over the parameters all of them share (module doc). With ``network``, a
+    point whose shared parameters do not fix its network (a family space: the family's own parameters come
+    later) is left as the base proposed it."""
 
     def __init__(self, base: optuna.samplers.BaseSampler, seed: int | None = None,
                  network: Callable[[Mapping[str, Any], tuple[int, int]], Hashable | None] | None = None) -> None:
@@ -81,18 +83,24 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         names = list(search_space)
         held = [t for t in study.get_trials(deepcopy=False, states=HELD) if t.number != trial.number]
         taken = {_key(_params(t), names) for t in held}
-        shape = _shape(held)
-        networks = {self._network(_params(t), shape) for t in held} - {None}
+        shape = _shape(held) if self.network is not None else None
+        networks = {self._network(_params(t), shape) for t in held} - {None} if shape else set()
         for _ in range(MAX_REDRAWS):
-            if _key(point, names) not in taken and self._network(point, shape) not in networks:
+            if not self._repeats(point, _key(point, names) in taken, networks, shape):
                 break
             name = self._rng.choice(names)
             point[name] = self._random.sample_independent(study, trial, name, search_space[name])
         return point
 
-    def _network(self, params: Mapping[str, Any], shape: tuple[int, int] | None) -> Hashable | None:
-        if self.network is None or shape is None:
-            return None
+    def _repeats(self, point: Mapping[str, Any], same_params: bool, networks: set, shape) -> bool:
+        """By parameters while no network can be told (no ``network``, or no trial gave the shape yet); else by
+        network or parameters, and never for a point whose parameters leave the network open."""
+        if shape is None:
+            return same_params
+        network = self._network(point, shape)
+        return network is not None and (same_params or network in networks)
+
+    def _network(self, params: Mapping[str, Any], shape: tuple[int, int]) -> Hashable | None:
         key = (shape, tuple(sorted(params.items())))
         if key not in self._networks:
             self._networks[key] = self.network(params, shape)
