@@ -117,7 +117,7 @@ def main() -> None:
     ctx = Context(recipe=recipe, study=study, picks=[], cache=cache, study_parents=root / "parents",
                   work_parents=Path(args.workdir) / "parents", artifacts=root,
                   final={"subset": 12000, "val_size": 2000, "epochs": 4, "lr": 0.05, "scratch_seed": 7})
-    ctx.picks = [p for p in choose(study, recipe, args.k, args.top) if p.record.duplicate_of is None]
+    ctx.picks = [p for p in choose(study, recipe, args.k, args.top, args.below_band) if p.record.duplicate_of is None]
     print(f"{len(trained)} distinct trained networks; {len(ctx.picks)} picked", flush=True)
     proxies = {"oneshot+recal": lambda p: p.record.val_acc}
     study_parents = oneshot_parents(ctx, recipe, root)
@@ -236,6 +236,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workdir", default="runs/oneshot_fidelity")
     parser.add_argument("--k", type=int, default=14, help="networks to retrain (default 14)")
     parser.add_argument("--top", type=int, default=5)
+    parser.add_argument("--below-band", type=int, default=0, help="also the best networks below the band")
     parser.add_argument("--seeds", type=int, default=2, help="retrain seeds per network (default 2)")
     parser.add_argument("--variants", nargs="*", default=[],
                         help="other one-shot settings, e.g. epochs=3,children=1 distill=false")
