@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/nasprune search studies/quickstart.yaml "$@"
+.venv/bin/nasprune search studies/quickstart.yaml --workers 2 "$@"   # 2 processes of one torch thread each
 .venv/bin/nasprune report --study quickstart
 echo "open reports/quickstart.html; export the best network with: .venv/bin/nasprune export --study quickstart --trial best"

@@ -12,7 +12,8 @@ from nasprune.search.shipped import RECIPES, SPACES
 
 def test_quickstart_recipe_is_the_default():
     r = load_recipe(None)
-    assert (r.study, r.budget_mflops, r.data["name"], r.parent_mode) == ("quickstart", 40, "fashion-mnist", "shared")
+    assert (r.study, r.budget_mflops, r.data["name"], r.parent_mode) == ("quickstart", 40, "fashion-mnist", "oneshot")
+    assert r.finetune_epochs == 0 and r.oneshot.epochs >= 1 and r.space.criteria == ("l1",)  # one-shot: one order
     assert r.space.free is None and r.objectives == ("val_acc", "mflops")
     assert r.train_config("parent").sparsity_lambda > 0 and r.train_config("finetune").sparsity_lambda == 0
 
