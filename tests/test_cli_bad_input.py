@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from cli_errors import error_line as _error
+from cli_errors import forbid as _forbid
+from cli_errors import synthetic_recipe
 
 import nasprune
 from nasprune.checkpoint import save_checkpoint
@@ -26,30 +29,7 @@ from nasprune.zoo import ZOO, fd_mobilenet, get_spec
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-SYNTHETIC = {"study": "bad", "space": "fd_mobilenet", "space_overrides": {"free_placement": None, "width": [0.25, 0.5]},
-             "data": {"name": "synthetic", "resolution": 16, "subset": 120, "val_size": 60},
-             "budget_mflops": 40, "trials": 2, "sampler": "random",
-             "parent": {"mode": "shared", "epochs": 1, "batch_size": 60, "lr": 0.05},
-             "finetune": {"epochs": 1, "batch_size": 60, "lr": 0.02}, "latency": {"runs": 1}}
-
-
-def _error(argv, capsys) -> str:
-    """Run the CLI in this process; assert exit 2 and one ``nasprune: error:`` line; return that line."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's own errors
-        code = exc.code
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("nasprune: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    return err
-
-
-def _forbid(monkeypatch, target: str, what: str) -> None:
-    def fail(*args, **kwargs):
-        raise AssertionError(f"{what} started before the bad input was refused")
-
-    monkeypatch.setattr(target, fail)
+SYNTHETIC = synthetic_recipe("bad")
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_errors import error_line as _error
+from cli_errors import forbid as _forbid
 
-from nasprune.cli import main
 from nasprune.errors import NaspruneError
 from nasprune.schema import shown
 from nasprune.search.recipe import Recipe, load_recipe, parse_recipe
@@ -61,24 +62,6 @@ CASES = {
 def cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     return tmp_path
-
-
-def _error(argv, capsys) -> str:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("nasprune: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    return err
-
-
-def _forbid(monkeypatch, target: str, what: str) -> None:
-    def fail(*args, **kwargs):
-        raise AssertionError(f"{what} started before the bad input was refused")
-
-    monkeypatch.setattr(target, fail)
 
 
 @pytest.mark.parametrize("name", list(CASES))
