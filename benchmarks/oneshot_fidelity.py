@@ -123,7 +123,7 @@ def main() -> None:
     study_parents = oneshot_parents(ctx, recipe, root)
     cost = {}
     jobs = [("truth", s) for s in range(args.seeds)] + [(name, None) for name in PROXIES[1:]]
-    jobs += [(f"oneshot[{v}]+recal", v) for v in args.variants]
+    jobs += [(f"oneshot[{v.partition(':')[0]}]+{v.partition(':')[2] or 'recal'}", v) for v in args.variants]
     for name, extra in jobs:
         if name == "truth":
             for p in ctx.picks:
@@ -134,10 +134,11 @@ def main() -> None:
         elif name in SHARED:
             rows = {p.child: score(ctx, SHARED[name], p) for p in ctx.picks}
         else:
-            v = variant_recipe(recipe, extra)
+            settings, _, tune = extra.partition(":ft")
+            v = variant_recipe(recipe, settings)
             parents = oneshot_parents(ctx, v, Path(args.workdir) / "variants")
-            rows = {p.child: oneshot_score(ctx, v, parents, p, 0, name) for p in ctx.picks}
-            cost[name] = (v, parents)
+            rows = {p.child: oneshot_score(ctx, v, parents, p, int(tune or 0), name) for p in ctx.picks}
+            cost[name] = (v, parents, int(tune or 0))
         proxies[name] = (lambda r: lambda p: (r.get(p.child) or {}).get("val_acc"))(rows)
         print(f"{name}: done", flush=True)
     report(ctx, args, proxies, study_parents, cost, len(records(study)))
@@ -151,8 +152,8 @@ def proxy_cost(ctx: Context, args, name: str, study_parents, cost) -> tuple[floa
         own = [r.finetune_seconds for r in (p.record for p in ctx.picks) if r.finetune_seconds is not None]
         paths = [study_parents.path(s) for s in specs.values()]
     elif name in cost:
-        v, parents = cost[name]
-        own = [(ctx.cache.get({"kind": "oneshot", "oneshot_key": _key(v), "child": p.child, "finetune": 0,
+        v, parents, tune = cost[name]
+        own = [(ctx.cache.get({"kind": "oneshot", "oneshot_key": _key(v), "child": p.child, "finetune": tune,
                                "recalibrate": [v.recalibrate_batches, v.recalibrate_batch_size]}) or {}).get("seconds")
                for p in ctx.picks]
         paths = [parents.path(s) for s in specs.values()]
@@ -239,7 +240,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--below-band", type=int, default=0, help="also the best networks below the band")
     parser.add_argument("--seeds", type=int, default=2, help="retrain seeds per network (default 2)")
     parser.add_argument("--variants", nargs="*", default=[],
-                        help="other one-shot settings, e.g. epochs=3,children=1 distill=false")
+                        help="other one-shot settings, e.g. epochs=3,children=1 distill=false; ':ft1' adds a "
+                             "fine-tune epoch (epochs=3,children=1:ft1)")
     parser.add_argument("--study-size", type=int, default=240, help="networks a study evaluates (parents spread)")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--cache", default="reports/oneshot_fidelity.runs.jsonl")

@@ -112,3 +112,27 @@ def test_the_band_maps_uniform_ratio_vectors_to_one_network():
         assert plain(_uniform(ratio), shape) != plain(_uniform(0.0), shape)
     assert banded(_uniform(0.0, width=0.5), shape) != banded(_uniform(0.0), shape)
     assert banded({"schedule": "fast"}, shape) is None  # parameters that do not fix the network
+
+
+def test_a_conditional_parameter_is_part_of_the_point():
+    # y exists only where s == 1 (as the SE and ratios of the blocks only the slow schedule has): the point must
+    # hold it for its network to be known, else TPE's favourite branch repeats its favourite network
+    def network(params, shape):
+        try:
+            return (1, params["x"], params["y"]) if params["s"] == 1 else (0, params["x"])
+        except KeyError:
+            return None
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=DistinctSampler(_tpe(0), 0, network))
+    networks = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(12):  # 3 networks where s == 0, 9 where s == 1
+            trial = study.ask()
+            trial.set_user_attr("child_spec", {"in_channels": 1, "num_classes": 4})
+            s, x = trial.suggest_categorical("s", [0, 1]), trial.suggest_categorical("x", [0, 1, 2])
+            y = trial.suggest_categorical("y", [0, 1, 2]) if s == 1 else None
+            study.tell(trial, (float(s + x), float(x)))  # the s == 1 branch is better: TPE exploits it
+            networks.append((1, x, y) if s == 1 else (0, x))
+    assert len(set(networks)) == 12
