@@ -19,7 +19,7 @@ _EXPORTS: dict[str, str] = {
     "count": "nasprune.cost",
     "load": "nasprune.checkpoint",
     "save_checkpoint": "nasprune.checkpoint",
-    "measure_latency": "nasprune.cost",
+    "measure_latency": "nasprune.latency",
     "ArchSpec": "nasprune.spec",
     "DWSBlockSpec": "nasprune.spec",
     "HeadSpec": "nasprune.spec",
@@ -63,7 +63,8 @@ __all__ = [  # keep in step with _EXPORTS (a test checks)
 if TYPE_CHECKING:
     from nasprune.builder import NasNet, build
     from nasprune.checkpoint import load, save_checkpoint
-    from nasprune.cost import Cost, count, measure_latency
+    from nasprune.cost import Cost, count
+    from nasprune.latency import measure_latency
     from nasprune.spec import ArchSpec, DWSBlockSpec, HeadSpec, IRBlockSpec, SpecError, StemSpec, make_divisible
     from nasprune.zoo import (
         ZOO,

@@ -1,4 +1,7 @@
-"""The cost model: MACs, params, per-layer breakdown, an "all ops" figure, and measured CPU latency.
+"""The cost model: MACs, params, per-layer breakdown, an "all ops" figure and memory, all from the spec.
+
+Measured CPU latency lives in :mod:`nasprune.latency` (below this module and :mod:`nasprune.export`); its names
+(:func:`measure_latency`, :func:`measure_latency_ort`, :func:`time_calls`, :class:`Latency`) are re-exported here.
 
 Convention (the MobileNet, MobileNetV2 and FD-MobileNet papers' "FLOPs"): **one multiply-add of a conv
 or linear layer counts as one**; squeeze-and-excite's 1x1 convs are convs and count; batch norm is
@@ -14,14 +17,8 @@ the 2.30e8 of the structured-pruning paper; its conv+linear MACs are 215.3 M.
 
 from __future__ import annotations
 
-import copy
 import logging
-import math
 import os
-import statistics
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +26,16 @@ import torch
 from torch import nn
 
 from nasprune.builder import build
+from nasprune.latency import (  # re-exported: latency lives below the count (nasprune.latency)
+    LATENCY_RUNTIMES,
+    Latency,
+    device_of,
+    eval_mode,
+    measure_latency,
+    measure_latency_ort,
+    time_calls,
+)
 from nasprune.spec import ArchSpec
-from nasprune.threads import torch_threads
 
 __all__ = [
     "LATENCY_RUNTIMES", "MEMORY_LIMIT_FRACTION", "Cost", "LayerCost", "Latency", "MemoryEstimate", "check_memory",
@@ -136,22 +141,11 @@ def _layer_rows(spec: ArchSpec, model: nn.Module, by_module: dict[str, int]) -> 
     return tuple(rows)
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for a measurement and give the caller back the mode it had."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
 def _analyse(module: nn.Module, input_shape: tuple[int, ...]):
     """A finished fvcore analysis of ``module`` on a zero input, in eval mode, without gradients."""
-    x = torch.zeros(*input_shape, device=_device_of(module))
+    x = torch.zeros(*input_shape, device=device_of(module))
     logging.getLogger("fvcore").setLevel(logging.ERROR)
-    with torch.no_grad(), _eval_mode(module):
+    with torch.no_grad(), eval_mode(module):
         analysis = _fvcore_analysis(module, x)
         analysis.total()  # trace now, inside the context; later queries reuse the result
     return analysis
@@ -346,115 +340,8 @@ def flop_counter_macs(model: nn.Module, spec: ArchSpec) -> int:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.zeros(1, spec.in_channels, spec.resolution, spec.resolution, device=_device_of(model))
+    x = torch.zeros(1, spec.in_channels, spec.resolution, spec.resolution, device=device_of(model))
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), _eval_mode(model), counter:
+    with torch.no_grad(), eval_mode(model), counter:
         model(x)
     return counter.get_total_flops() // 2
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters(), torch.zeros(())).device
-
-
-@dataclass(frozen=True)
-class Latency:
-    """CPU latency of one forward pass at batch 1, in milliseconds, over ``runs`` timed runs.
-
-    ``runtime`` is a key of :data:`LATENCY_RUNTIMES`: ``pytorch`` (eager) or ``onnxruntime``.
-    """
-
-    median_ms: float
-    p90_ms: float
-    threads: int
-    runs: int
-    device: str = "cpu"
-    runtime: str = "pytorch"
-
-
-def time_calls(call: Callable[[], object], *, runs: int, warmup: int) -> list[float]:
-    """Sorted wall times (ms) of ``runs`` calls of ``call`` after ``warmup`` untimed ones.
-
-    The one timing loop behind every latency figure (PyTorch here, onnxruntime in :mod:`nasprune.export`).
-    """
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return sorted(times)
-
-
-def _time_pytorch(model: nn.Module, spec: ArchSpec, *, runs: int, warmup: int, threads: int) -> list[float]:
-    """Eager forward passes under ``inference_mode`` with ``threads`` torch intra-op threads."""
-    x = torch.randn(1, spec.in_channels, spec.resolution, spec.resolution)
-    with _eval_mode(model), torch_threads(threads), torch.inference_mode():
-        return time_calls(lambda: model(x), runs=runs, warmup=warmup)
-
-
-# torch.onnx exporter for the onnxruntime figure: the TorchScript-based one takes well under a second for a
-# search child, the torch.export-based one (``nasprune export``'s default) seconds; both give opset 20.
-ORT_LATENCY_EXPORTER = "legacy"
-
-
-def _time_onnxruntime(model: nn.Module, spec: ArchSpec, *, runs: int, warmup: int, threads: int) -> list[float]:
-    """The network exported to ONNX (a temporary file), run by onnxruntime's CPU provider with ``threads``
-    intra-op threads (``intra_op_num_threads``; one inter-op thread)."""
-    from nasprune.export._onnx import onnx_session, ort_timings
-
-    with _eval_mode(model):
-        session = onnx_session(model, spec, threads=threads, exporter=ORT_LATENCY_EXPORTER)
-    return ort_timings(session, spec.in_channels, spec.resolution, runs=runs, warmup=warmup)
-
-
-# The runtimes a latency can be measured in: name -> timer(model, spec, runs=, warmup=, threads=) -> sorted ms.
-LATENCY_RUNTIMES: dict[str, Callable[..., list[float]]] = {
-    "pytorch": _time_pytorch,
-    "onnxruntime": _time_onnxruntime,
-}
-
-_LATENCY_CACHE: dict[tuple[str, str, int, int, int], Latency] = {}
-
-
-def measure_latency(spec_or_model: ArchSpec | nn.Module, *, spec: ArchSpec | None = None, runs: int = 30,
-                    warmup: int = 5, threads: int | None = None, runtime: str = "pytorch") -> Latency:
-    """Median CPU latency of one forward pass at batch 1 (eval mode), in PyTorch or onnxruntime.
-
-    Args:
-        spec_or_model: a spec (built with fresh weights; the result is cached by runtime, hash, resolution,
-            threads and runs) or a model (timed as given, never cached; a model on another device is timed on a
-            CPU copy, and its training mode is restored).
-        spec: the input shape for a model without ``model.spec``.
-        runs: timed runs after ``warmup`` untimed ones.
-        threads: intra-op threads for the measurement (default ``torch.get_num_threads()``); recorded.
-        runtime: a key of :data:`LATENCY_RUNTIMES`; ``onnxruntime`` exports the network to ONNX first (about
-            half a second for a search child, not timed).
-    """
-    if runs < 1 or warmup < 0:
-        raise ValueError(f"runs={runs}, warmup={warmup} are invalid: expected runs >= 1 and warmup >= 0")
-    if runtime not in LATENCY_RUNTIMES:
-        raise ValueError(f"runtime={runtime!r} is invalid: expected one of {', '.join(LATENCY_RUNTIMES)}")
-    from_spec = isinstance(spec_or_model, ArchSpec)
-    model = None if from_spec else spec_or_model
-    spec = spec_or_model if from_spec else (spec or model.spec)
-    threads = threads or torch.get_num_threads()
-    key = (runtime, spec.hash, threads, runs, warmup)
-    if from_spec and key in _LATENCY_CACHE:
-        return _LATENCY_CACHE[key]
-    if from_spec:
-        model = build(spec)
-    elif _device_of(model).type != "cpu":
-        model = copy.deepcopy(model).cpu()
-    times = LATENCY_RUNTIMES[runtime](model, spec, runs=runs, warmup=warmup, threads=threads)
-    result = Latency(median_ms=statistics.median(times), p90_ms=times[math.ceil(0.9 * len(times)) - 1],
-                     threads=threads, runs=runs, runtime=runtime)
-    if from_spec:
-        _LATENCY_CACHE[key] = result
-    return result
-
-
-def measure_latency_ort(spec_or_model: ArchSpec | nn.Module, **kwargs: Any) -> Latency:
-    """:func:`measure_latency` in onnxruntime, the runtime edge deployments use (same arguments, same loop)."""
-    return measure_latency(spec_or_model, runtime="onnxruntime", **kwargs)

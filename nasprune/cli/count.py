@@ -22,7 +22,8 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve_model_spec(args.model, width=args.width, resolution=args.resolution, classes=args.classes,
                               in_channels=args.in_channels)
     # torch: only once the input is known to be good
-    from nasprune.cost import check_memory, count, measure_latency, measure_latency_ort
+    from nasprune.cost import check_memory, count
+    from nasprune.latency import measure_latency, measure_latency_ort
 
     check_memory(spec)
     cost = count(spec)

@@ -96,8 +96,8 @@ def _latency_threads(config: ExportConfig, source: TrialSource) -> int:
 def _measure_latency(ctx: ExportContext, runs: int, threads: int) -> tuple[LatencyRow, ...]:
     """PyTorch (and onnxruntime when exported) at batch 1, at the deployment and training resolutions."""
     from nasprune.builder import build
-    from nasprune.cost import measure_latency
-    from nasprune.export._onnx import ort_latency, ort_session
+    from nasprune.latency import measure_latency, ort_latency
+    from nasprune.onnxrt import ort_session
 
     if runs <= 0:
         return ()
