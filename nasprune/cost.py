@@ -38,9 +38,9 @@ from nasprune.latency import (  # re-exported: latency lives below the count (na
 from nasprune.spec import ArchSpec
 
 __all__ = [
-    "LATENCY_RUNTIMES", "MEMORY_LIMIT_FRACTION", "Cost", "LayerCost", "Latency", "MemoryEstimate", "check_memory",
-    "closed_form_macs", "count", "count_model", "count_module", "estimate_memory", "flop_counter_macs",
-    "measure_latency", "measure_latency_ort", "physical_memory_bytes", "time_calls",
+    "DTYPE_BYTES", "LATENCY_RUNTIMES", "MEMORY_LIMIT_FRACTION", "Cost", "LayerCost", "LayerMemory", "Latency", "Memory",
+    "MemoryEstimate", "check_memory", "closed_form_macs", "count", "count_model", "count_module", "estimate_memory",
+    "flop_counter_macs", "measure_latency", "measure_latency_ort", "memory", "physical_memory_bytes", "time_calls",
 ]
 
 # fvcore operator names whose count is a multiply-add of a conv or linear layer.
@@ -345,3 +345,131 @@ def flop_counter_macs(model: nn.Module, spec: ArchSpec) -> int:
     with torch.no_grad(), eval_mode(model), counter:
         model(x)
     return counter.get_total_flops() // 2
+
+
+# -- device memory: MCUNet's peak activation memory (SRAM) and the weights (flash), by formula ------------------
+# Bytes per element of each deployment dtype the figures are given in.
+DTYPE_BYTES: dict[str, int] = {"float32": 4, "int8": 1}
+
+
+@dataclass(frozen=True)
+class LayerMemory:
+    """Tensors alive at once while one layer runs, in elements at batch 1.
+
+    Attributes:
+        name: the layer's module path, e.g. ``stem``, ``blocks.3.conv_dw``, ``blocks.3.se.fc1``, ``head.pool``.
+        input: the tensor the layer reads.
+        output: the tensor it writes.
+        pending: tensors made earlier and read later, kept alive across it: the block's input awaiting its
+            residual add, and the feature map that squeeze-and-excite will scale.
+    """
+
+    name: str
+    input: int
+    output: int
+    pending: int = 0
+
+    @property
+    def alive(self) -> int:
+        return self.input + self.output + self.pending
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What a device must hold to run ``spec`` at batch 1: peak activation memory and weights (see :func:`memory`).
+
+    Attributes:
+        peak_activation: elements alive at once during the layer that needs most (``max`` of ``layers``' alive).
+        peak_layer: that layer's name (the first one, if several tie).
+        params: parameters (exactly ``count(spec).params``).
+        layers: every layer, in execution order.
+    """
+
+    peak_activation: int
+    peak_layer: str
+    params: int
+    layers: tuple[LayerMemory, ...]
+
+    def activation_bytes(self, dtype: str = "float32") -> int:
+        """Peak activation memory in bytes at ``dtype`` (a key of :data:`DTYPE_BYTES`)."""
+        return self.peak_activation * _dtype_bytes(dtype)
+
+    def weight_bytes(self, dtype: str = "float32") -> int:
+        """Weights in bytes at ``dtype``: ``params`` times its size (BN's weight and bias included, as counted)."""
+        return self.params * _dtype_bytes(dtype)
+
+    def figures(self) -> dict[str, Any]:
+        """Both byte figures at every dtype, for ``count --json``."""
+        return {"peak_activation_bytes": {d: self.activation_bytes(d) for d in DTYPE_BYTES},
+                "peak_activation_layer": self.peak_layer,
+                "weight_bytes": {d: self.weight_bytes(d) for d in DTYPE_BYTES}}
+
+
+def _dtype_bytes(dtype: str) -> int:
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"dtype={dtype!r} is invalid: expected one of {', '.join(DTYPE_BYTES)}")
+    return DTYPE_BYTES[dtype]
+
+
+def _se_layers(name: str, block, size: int, residual: int) -> list[LayerMemory]:
+    """Pool, squeeze and excite: the map they will scale stays alive (the scaling itself is in place)."""
+    c, s = block.dw_channels, block.se_channels
+    fmap = c * size ** 2
+    return [LayerMemory(f"{name}.se.pool", fmap, c, residual),
+            LayerMemory(f"{name}.se.fc1", c, s, fmap + residual),
+            LayerMemory(f"{name}.se.fc2", s, c, fmap + residual)]
+
+
+def _block_layers(name: str, block, size_in: int, size: int) -> list[LayerMemory]:
+    """The layers of one block. An inverted residual's input stays alive until its add, except while it is
+    itself the layer's input (the expansion conv, or the depthwise conv of a block without expansion)."""
+    c, x = block.dw_channels, block.in_channels * size_in ** 2
+    residual = x if getattr(block, "use_residual", False) else 0
+    rows = []
+    expand = getattr(block, "expand", False)  # only inverted residual blocks have an expansion conv
+    if expand:
+        rows.append(LayerMemory(f"{name}.conv_pw", x, c * size_in ** 2))
+    rows.append(LayerMemory(f"{name}.conv_dw", c * size_in ** 2, c * size ** 2, residual if expand else 0))
+    if block.se_channels:
+        rows += _se_layers(name, block, size, residual)
+    last = "conv_pwl" if block.kind == "ir" else "conv_pw"
+    rows.append(LayerMemory(f"{name}.{last}", c * size ** 2, block.out_channels * size ** 2, residual))
+    return rows
+
+
+def _head_layers(spec: ArchSpec, size: int) -> list[LayerMemory]:
+    channels, head, rows = spec.out_channels, spec.head, []
+    if head.conv_channels:
+        rows.append(LayerMemory("head.conv_head", channels * size ** 2, head.conv_channels * size ** 2))
+        channels = head.conv_channels
+    rows.append(LayerMemory("head.pool", channels * size ** 2, channels))
+    if head.hidden_features:
+        rows.append(LayerMemory("head.fc_hidden", channels, head.hidden_features))
+        channels = head.hidden_features
+    return rows + [LayerMemory("head.classifier", channels, spec.num_classes)]
+
+
+def memory(spec: ArchSpec, resolution: int | None = None) -> Memory:
+    """Peak activation memory and weights of ``spec`` at batch 1, by formula (nothing built), MCUNet's convention.
+
+    A *layer* is every conv and linear (BN folded into it, its activation in place) and every global average
+    pool (squeeze-and-excite's and the head's). While a layer runs, its input, its output and every pending
+    tensor are alive: the block input an inverted residual adds back, and the map SE scales. The activations,
+    the SE scaling and the residual add write in place, so they allocate nothing; flatten and dropout (eval) are
+    free. The input image is the stem's input. The peak is the largest sum over layers; :meth:`Memory.activation_bytes`
+    and :meth:`Memory.weight_bytes` give bytes at float32 (4 per element) or int8 (1).
+
+    Args:
+        spec: the network; counted at its own resolution, or at ``resolution`` (the deployment one) if given.
+        resolution: a resolution too small for the network's downsampling raises ``SpecError``.
+    """
+    if resolution is not None and resolution != spec.resolution:
+        spec = spec.replace(resolution=resolution)
+    sizes = spec.feature_sizes()
+    rows = [LayerMemory("stem", spec.in_channels * spec.resolution ** 2, spec.stem.out_channels * sizes[0] ** 2)]
+    for i, (block, size_in, size) in enumerate(zip(spec.blocks, sizes, sizes[1:], strict=False)):
+        rows += _block_layers(f"blocks.{i}", block, size_in, size)
+    rows += _head_layers(spec, sizes[-1])
+    peak = max(rows, key=lambda r: r.alive)  # the first of equals
+    return Memory(peak_activation=peak.alive, peak_layer=peak.name, params=estimate_memory(spec).params,
+                  layers=tuple(rows))

@@ -85,8 +85,9 @@ def test_count_file_with_overrides_and_text_table(tmp_path, capsys):
     assert lines[0] == "fd_mobilenet_0.25  (96x96x3, 10 classes)"
     assert lines[1].split() == ["layer", "kind", "out", "size", "MACs", "params"]
     assert lines[2].split()[:4] == ["stem", "conv", "8", "48"]
-    assert lines[-1].startswith("total: ") and "MACs" in lines[-1] and "params" in lines[-1]
-    assert len(lines) == 3 + 1 + 11 + 1  # title, header, stem, 11 blocks, head, total
+    assert lines[-2].startswith("total: ") and "MACs" in lines[-2] and "params" in lines[-2]
+    assert lines[-1].startswith("memory: peak activation ") and "(batch 1, 96x96); weights " in lines[-1]
+    assert len(lines) == 3 + 1 + 11 + 1 + 1  # title, header, stem, 11 blocks, head, total, memory
 
 
 def test_count_latency_prints_pytorch_and_onnxruntime(capsys):

@@ -1,12 +1,17 @@
-"""``nasprune count``: MACs (the papers' FLOPs), params and a per-layer table for one network."""
+"""``nasprune count``: MACs (the papers' FLOPs), params, a per-layer table and device memory for one network."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from nasprune.cli.common import add_model_args, print_json, resolve_model_spec
 
-HELP = "count MACs (conv + linear multiply-adds), params and per-layer cost of a zoo model or spec file"
+if TYPE_CHECKING:
+    from nasprune.cost import Memory
+
+HELP = ("count MACs (conv + linear multiply-adds), params, per-layer cost, peak activation memory and weight bytes "
+        "of a zoo model or spec file")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,11 +27,12 @@ def run(args: argparse.Namespace) -> int:
     spec = resolve_model_spec(args.model, width=args.width, resolution=args.resolution, classes=args.classes,
                               in_channels=args.in_channels)
     # torch: only once the input is known to be good
-    from nasprune.cost import check_memory, count
+    from nasprune.cost import check_memory, count, memory
     from nasprune.latency import measure_latency, measure_latency_ort
 
     check_memory(spec)
     cost = count(spec)
+    mem = memory(spec)
     result = {
         "name": spec.name, "hash": spec.hash, "resolution": spec.resolution, "in_channels": spec.in_channels,
         "num_classes": spec.num_classes, "macs": cost.macs, "mflops": cost.mflops, "params": cost.params,
@@ -34,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         "layers": [{"name": r.name, "kind": r.kind, "macs": r.macs, "params": r.params,
                     "out_channels": r.out_channels, "out_size": r.out_size} for r in cost.layers],
     }
+    result.update(mem.figures())
     if cost.unsupported_ops:
         result["unsupported_ops"] = cost.unsupported_ops
     if args.latency:
@@ -50,7 +57,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r.name:<12}{r.kind:<6}{r.out_channels:>6}{r.out_size:>6}{r.macs:>14,}{r.params:>12,}")
     print(f"total: {cost.macs:,} MACs ({cost.mflops:.2f} MFLOPs), {cost.params:,} params; "
           f"all ops {cost.all_ops / 1e6:.2f} M")
+    print(_memory_line(mem, spec.resolution))
     if args.latency:
         print(f"latency: {result['latency_ms']:.2f} ms median in PyTorch, {result['latency_ort_ms']:.2f} ms in "
               f"onnxruntime (batch 1, {result['latency_threads']} threads)")
     return 0
+
+
+def _kib(n: int) -> str:
+    return f"{n / 1024:,.1f} KiB"
+
+
+def _memory_line(mem: Memory, resolution: int) -> str:
+    """Peak activation memory and weights at both dtypes (MCUNet's convention, ``docs/foundation.md``)."""
+    return (f"memory: peak activation {mem.peak_activation:,} values at {mem.peak_layer}, "
+            f"{_kib(mem.activation_bytes('float32'))} float32 / {_kib(mem.activation_bytes('int8'))} int8 "
+            f"(batch 1, {resolution}x{resolution}); weights {_kib(mem.weight_bytes('float32'))} float32 / "
+            f"{_kib(mem.weight_bytes('int8'))} int8")
