@@ -114,15 +114,18 @@ def test_the_band_maps_uniform_ratio_vectors_to_one_network():
     assert banded({"schedule": "fast"}, shape) is None  # parameters that do not fix the network
 
 
-def test_a_conditional_parameter_is_part_of_the_point():
-    # y exists only where s == 1 (as the SE and ratios of the blocks only the slow schedule has): the point must
-    # hold it for its network to be known, else TPE's favourite branch repeats its favourite network
-    def network(params, shape):
-        try:
-            return (1, params["x"], params["y"]) if params["s"] == 1 else (0, params["x"])
-        except KeyError:
-            return None
+def _conditional_network(params, shape):
+    try:
+        return (1, params["x"], params["y"]) if params["s"] == 1 else (0, params["x"])
+    except KeyError:
+        return None
 
+
+@pytest.mark.parametrize("network", [_conditional_network, None], ids=["by network", "by parameters"])
+def test_a_conditional_parameter_is_part_of_the_point(network):
+    # y exists only where s == 1 (as the SE and ratios of the blocks only the slow schedule has): the point must
+    # hold it for its network (or its parameters) to be told apart, else TPE's favourite branch repeats its
+    # favourite network
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=DistinctSampler(_tpe(0), 0, network))
     networks = []

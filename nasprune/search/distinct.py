@@ -50,8 +50,10 @@ def _shape(trials: list[FrozenTrial]) -> tuple[int, int] | None:
     return None
 
 
-def _key(params: Mapping[str, Any], names: list[str]) -> tuple | None:
-    return tuple(params[n] for n in names) if all(n in params for n in names) else None
+def _holds(taken: list[Mapping[str, Any]], point: Mapping[str, Any]) -> bool:
+    """Whether a trial holds ``point``: the point agrees with every parameter the trial has (a conditional
+    parameter the trial's branch never asked for is no difference)."""
+    return any(params and all(point.get(n) == v for n, v in params.items()) for params in taken)
 
 
 class DistinctSampler(optuna.samplers.BaseSampler):
@@ -89,11 +91,11 @@ class DistinctSampler(optuna.samplers.BaseSampler):
         point = {n: self.base.sample_independent(study, trial, n, d) for n, d in search_space.items()}
         names = list(search_space)
         held = [t for t in study.get_trials(deepcopy=False, states=HELD) if t.number != trial.number]
-        taken = {_key(_params(t), names) for t in held}
+        taken = [{n: v for n, v in _params(t).items() if n in search_space} for t in held]
         shape = _shape(held) if self.network is not None else None
         networks = {self._network(_params(t), shape) for t in held} - {None} if shape else set()
         for _ in range(MAX_REDRAWS):
-            if not self._repeats(point, _key(point, names) in taken, networks, shape):
+            if not self._repeats(point, _holds(taken, point), networks, shape):
                 break
             name = self._rng.choice(names)
             point[name] = self._random.sample_independent(study, trial, name, search_space[name])
