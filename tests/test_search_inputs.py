@@ -11,6 +11,7 @@ import pytest
 import yaml
 from cli_errors import error_line as _error
 from cli_errors import forbid as _forbid
+from cli_errors import synthetic_recipe
 
 from nasprune.errors import NaspruneError
 from nasprune.schema import shown
@@ -19,11 +20,7 @@ from nasprune.search.space import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-SYNTHETIC = {"study": "inp", "space": "fd_mobilenet", "space_overrides": {"free_placement": None, "width": [0.25, 0.5]},
-             "data": {"name": "synthetic", "resolution": 16, "subset": 120, "val_size": 60},
-             "budget_mflops": 40, "trials": 1, "sampler": "random",
-             "parent": {"mode": "shared", "epochs": 1, "batch_size": 60, "lr": 0.05},
-             "finetune": {"epochs": 1, "batch_size": 60, "lr": 0.02}, "latency": {"runs": 1}}
+SYNTHETIC = {**synthetic_recipe("inp"), "trials": 1}
 BASE = yaml.safe_dump(SYNTHETIC)
 
 

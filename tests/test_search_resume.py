@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_errors import synthetic_recipe
 
 from nasprune.cli import main
 from nasprune.errors import NaspruneError
@@ -19,11 +20,7 @@ from nasprune.storage import load_study
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
-SYNTHETIC = {"study": "res", "space": "fd_mobilenet", "space_overrides": {"free_placement": None, "width": [0.25, 0.5]},
-             "data": {"name": "synthetic", "resolution": 16, "subset": 120, "val_size": 60},
-             "budget_mflops": 40, "trials": 2, "sampler": "random",
-             "parent": {"mode": "shared", "epochs": 1, "batch_size": 60, "lr": 0.05},
-             "finetune": {"epochs": 1, "batch_size": 60, "lr": 0.02}, "latency": {"runs": 1}}
+SYNTHETIC = synthetic_recipe("res")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "search.md"
 
 
