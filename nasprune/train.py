@@ -31,6 +31,7 @@ __all__ = [
     "bn_gamma_l1",
     "evaluate",
     "lone_batch",
+    "optimizer_and_schedule",
     "fit",
     "recalibrate_bn",
     "resolve_device",
@@ -297,14 +298,20 @@ def _train_epoch(loop: _Loop, epoch: int) -> dict:
     return stats
 
 
+def optimizer_and_schedule(model: nn.Module, config: TrainConfig, images: int):
+    """The optimiser of ``config`` over ``model`` (no decay on BN and biases) and its per-step learning-rate
+    schedule over ``config.epochs`` passes of ``images`` training images."""
+    optimizer = OPTIMIZERS[config.optimizer](_param_groups(model, config.weight_decay), config)
+    total = math.ceil(images / config.batch_size) * config.epochs
+    factor = SCHEDULES[config.schedule]
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step, total))
+
+
 def _make_loop(model: nn.Module, data: Data, config: TrainConfig, progress: bool) -> _Loop:
     device = resolve_device(config.device)
     model.to(device)
     data = _on_device(data, device)
-    optimizer = OPTIMIZERS[config.optimizer](_param_groups(model, config.weight_decay), config)
-    total = math.ceil(len(data.train) / config.batch_size) * config.epochs
-    factor = SCHEDULES[config.schedule]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step, total))
+    optimizer, scheduler = optimizer_and_schedule(model, config, len(data.train))
     return _Loop(model=model, data=data, config=config, device=device, optimizer=optimizer, scheduler=scheduler,
                  scaler=torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda"),
                  loss_fn=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),

@@ -280,21 +280,21 @@ def train_oneshot(model, data, config, oneshot: OneShotConfig, pool: Sequence, *
     Returns:
         What the checkpoint records: ``oneshot_seconds``, ``oneshot_epochs``, ``history`` (loss per epoch).
     """
+    import dataclasses
+
     import torch
     from torch import nn
 
-    from nasprune.train import OPTIMIZERS, SCHEDULES, _param_groups, lone_batch, resolve_device
+    from nasprune.train import lone_batch, optimizer_and_schedule, resolve_device
 
     device = resolve_device(config.device)
     model.to(device)
     masks = [child_masks(model.spec, d.drop_se, d.child) for d in pool]
-    low = child_masks(model.spec, narrowest(pool).drop_se, narrowest(pool).child)
-    cfg = config.__class__(**{**config.to_dict(), "lr": oneshot.lr, "batch_size": oneshot.batch_size,
-                              "epochs": oneshot.epochs, "sparsity_lambda": 0.0})
-    optimizer = OPTIMIZERS[cfg.optimizer](_param_groups(model, cfg.weight_decay), cfg)
-    total = math.ceil(len(data.train) / cfg.batch_size) * cfg.epochs
-    factor = SCHEDULES[cfg.schedule]
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor(step, total))
+    lowest = narrowest(pool)
+    low = child_masks(model.spec, lowest.drop_se, lowest.child)
+    cfg = dataclasses.replace(config, lr=oneshot.lr, batch_size=oneshot.batch_size, epochs=oneshot.epochs,
+                              sparsity_lambda=0.0)
+    optimizer, scheduler = optimizer_and_schedule(model, cfg, len(data.train))
     start_epoch, history = 0, []
     if resume is not None and resume.is_file():
         state = torch.load(resume, map_location=device, weights_only=False)
