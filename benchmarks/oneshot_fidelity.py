@@ -64,11 +64,9 @@ def oneshot_parents(ctx: Context, recipe, root: Path) -> OneShotParents:
 def oneshot_score(ctx: Context, recipe, parents: OneShotParents, pick, epochs: int, label: str) -> dict | None:
     """The pick's child cut from ``recipe``'s one-shot parent, recalibrated, fine-tuned ``epochs``, validated."""
     from nasprune.search.objective import cut_child
-    from nasprune.search.oneshot import oneshot_key
     from nasprune.train import evaluate, fit, recalibrate_bn
 
-    key = {"kind": "oneshot", "oneshot_key": oneshot_key(recipe), "child": pick.child, "finetune": epochs,
-           "recalibrate": [recipe.recalibrate_batches, recipe.recalibrate_batch_size]}
+    key = _row_key(recipe, pick, epochs)
 
     def run() -> dict:
         model, _ = parents.get(pick.design.parent)
@@ -151,17 +149,10 @@ def proxy_cost(ctx: Context, args, name: str, study_parents, cost) -> tuple[floa
     if name == "oneshot+recal":
         own = [r.finetune_seconds for r in (p.record for p in ctx.picks) if r.finetune_seconds is not None]
         paths = [study_parents.path(s) for s in specs.values()]
-    elif name in cost:
-        v, parents, tune = cost[name]
-        own = [(ctx.cache.get({"kind": "oneshot", "oneshot_key": _key(v), "child": p.child, "finetune": tune,
-                               "recalibrate": [v.recalibrate_batches, v.recalibrate_batch_size]}) or {}).get("seconds")
-               for p in ctx.picks]
+    elif name in cost or name == "oneshot+ft1":
+        recipe, parents, tune = cost.get(name, (ctx.recipe, study_parents, 1))
+        own = [(ctx.cache.get(_row_key(recipe, p, tune)) or {}).get("seconds") for p in ctx.picks]
         paths = [parents.path(s) for s in specs.values()]
-    elif name == "oneshot+ft1":
-        own = [(ctx.cache.get({"kind": "oneshot", "oneshot_key": _key(ctx.recipe), "child": p.child, "finetune": 1,
-                               "recalibrate": [ctx.recipe.recalibrate_batches, ctx.recipe.recalibrate_batch_size]})
-                or {}).get("seconds") for p in ctx.picks]
-        paths = [study_parents.path(s) for s in specs.values()]
     else:
         own = [(score(ctx, SHARED[name], p) or {}).get("seconds") for p in ctx.picks]
         paths = []
@@ -172,10 +163,12 @@ def proxy_cost(ctx: Context, args, name: str, study_parents, cost) -> tuple[floa
     return statistics.mean(own), sum(shared) + sum(extra)
 
 
-def _key(recipe) -> str:
+def _row_key(recipe, pick, finetune: int) -> dict:
+    """The cache key of a pick's score under ``recipe``'s one-shot parent with ``finetune`` epochs."""
     from nasprune.search.oneshot import oneshot_key
 
-    return oneshot_key(recipe)
+    return {"kind": "oneshot", "oneshot_key": oneshot_key(recipe), "child": pick.child, "finetune": finetune,
+            "recalibrate": [recipe.recalibrate_batches, recipe.recalibrate_batch_size]}
 
 
 def _f(value, fmt: str) -> str:

@@ -76,6 +76,7 @@ def test_counted_child_is_the_trained_child(tmp_path, fit_calls, mode):
         assert t.state.name == "COMPLETE" and a["feasible"] and 0 <= a["val_acc"] <= 1 and a["latency_ms"] > 0
         assert a["latency_ort_ms"] > 0 and 0 < a["latency_ort_seconds"] < t.user_attrs["seconds"]
         assert "latency_ort_error" not in a
+        assert a["proxy"] == f"{mode}+ft1" and "recalibrate_batches" not in a  # fine-tuned, not recalibrated
         path = tmp_path / "child.pt"
         optuna.artifacts.download_artifact(artifact_store=optuna.artifacts.FileSystemArtifactStore(str(tmp_path)),
                                            artifact_id=a["artifact_id"], file_path=str(path))

@@ -197,22 +197,22 @@ class Objective:
         child = cut_child(parent, design, None if mode == "oneshot" else cand.criterion,
                           se_ratio=self.recipe.space.member(cand.family).se_ratio, seed=self.recipe.seed)
         t1 = time.perf_counter()
-        val_acc = self._proxy(trial, child, recalibrate=mode == "oneshot")
+        val_acc = self._proxy(trial, child, mode)
         write_attrs(trial, finetune_seconds=time.perf_counter() - t1)
         return child, val_acc
 
-    def _proxy(self, trial, child, *, recalibrate: bool) -> float:
+    def _proxy(self, trial, child, mode: str) -> float:
         """The child's validation accuracy after the recipe's proxy: BN recalibration (a one-shot child, or no
         fine-tuning), then ``finetune.epochs`` epochs of fine-tuning."""
         from nasprune.train import evaluate, fit, recalibrate_bn
 
         r = self.recipe
         epochs = r.finetune_epochs
-        if recalibrate or epochs < 1:
+        if mode == "oneshot" or epochs < 1:
             recalibrate_bn(child, self.data, batches=r.recalibrate_batches, batch_size=r.recalibrate_batch_size,
                            seed=r.seed)
             write_attrs(trial, recalibrate_batches=r.recalibrate_batches)
-        write_attrs(trial, proxy=proxy_name(r.parent_mode if recalibrate else "shared", epochs))
+        write_attrs(trial, proxy=proxy_name(mode, epochs))
         if epochs < 1:
             return evaluate(child, self.data, "val")
         result = fit(child, self.data, r.train_config("finetune"), epoch_callback=self._epoch_callback(trial))
@@ -334,8 +334,9 @@ def network_key(mode: str, criterion: str | None, child) -> str:
 
 
 def proxy_name(mode: str, epochs: int) -> str:
-    """The proxy a trial was scored with: ``oneshot+recal``, ``oneshot+ft1``, ``shared+ft4``, ``shared+recal``..."""
-    return f"{'oneshot' if mode == 'oneshot' else 'shared'}+{'recal' if epochs < 1 else f'ft{epochs}'}"
+    """The proxy a trial was scored with: its parent mode and ``recal`` or ``ft<epochs>`` (``oneshot+recal``,
+    ``oneshot+ft1``, ``shared+ft4``, ``shared+recal``, ``per_trial+ft2``, ...)."""
+    return f"{mode}+{'recal' if epochs < 1 else f'ft{epochs}'}"
 
 
 def _first_evaluation(trial, network: str):

@@ -59,11 +59,12 @@ def _rerank_columns(study, records) -> dict[str, list]:
 
     plan = stored_plan(study, [r for r in records if r.trained])
     winner = plan.winner if plan is not None and plan.complete else None
-    last = {r.number: max(r.rerank, key=lambda x: x.rung) for r in records if r.rerank}
-    if plan is not None:  # only the results of the stored plan's settings (epochs, seeds, from)
-        planned = {(n, rung.index): rung.results[n] for rung in plan.rungs for n in rung.results}
-        last = {n: max((res for (m, _), res in planned.items() if m == n), key=lambda x: x.rung)
-                for n in {m for m, _ in planned}}
+    if plan is None:
+        last = {r.number: max(r.rerank, key=lambda x: x.rung) for r in records if r.rerank}
+    else:  # only the results of the stored plan's settings (epochs, seeds, from); a deeper rung replaces
+        last = {}
+        for rung in plan.rungs:
+            last.update(rung.results)
     return {"rerank_rung": [last[r.number].rung if r.number in last else math.nan for r in records],
             "rerank_epochs": [last[r.number].epochs if r.number in last else math.nan for r in records],
             "rerank_val_acc": [last[r.number].val_acc if r.number in last else math.nan for r in records],
